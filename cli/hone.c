@@ -1,0 +1,186 @@
+/*
+ * hone: the command line. Each subcommand parses its arguments, calls the library, and
+ * turns a failure into one line on stderr. Exit status: 0 success, 1 an error in the input
+ * or the run, 2 a usage error.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "data/prepare.h"
+#include "train/config.h"
+#include "train/trainer.h"
+
+#define HONE_VERSION "0.1.0"
+
+static int fail(void) {
+    fprintf(stderr, "hone: error: %s\n", hn_error_message());
+    return 1;
+}
+
+static int usage_error(const char* cmd, const char* fmt, const char* arg) {
+    fprintf(stderr, "hone: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (see `hone %s --help`)\n", cmd);
+    return 2;
+}
+
+static int is_help(const char* a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }
+
+static const char* TRAIN_HELP =
+    "usage: hone train CONFIG.yaml [--set key=value ...]\n"
+    "       hone train --help-config\n"
+    "\n"
+    "Train (or fine-tune) a model as CONFIG.yaml describes. Keys not in the file keep their\n"
+    "defaults; --set overrides any key (e.g. --set optim.lr=1e-4 --set train.steps=500).\n"
+    "Progress goes to stderr; RUN/config.yaml and RUN/metrics.jsonl are written to train.out.\n"
+    "\n"
+    "  --set key=value   override one config key (repeatable)\n"
+    "  --help-config     print every config key with its default and meaning (Markdown)\n";
+
+static int cmd_train(int argc, char** argv) {
+    const char* path = NULL;
+    HnConfig cfg;
+    hn_config_defaults(&cfg);
+    const char* sets[256];
+    int nsets = 0;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(TRAIN_HELP, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--help-config") == 0) {
+            hn_config_write_doc(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--set") == 0) {
+            if (i + 1 >= argc) return usage_error("train", "%s needs key=value", "--set");
+            if (nsets == 256) return usage_error("train", "%s", "too many --set options");
+            sets[nsets++] = argv[++i];
+        } else if (strncmp(argv[i], "--set=", 6) == 0) {
+            if (nsets == 256) return usage_error("train", "%s", "too many --set options");
+            sets[nsets++] = argv[i] + 6;
+        } else if (argv[i][0] == '-') {
+            return usage_error("train", "unknown option '%s'", argv[i]);
+        } else if (path) {
+            return usage_error("train", "unexpected argument '%s' (one config file)", argv[i]);
+        } else {
+            path = argv[i];
+        }
+    }
+    if (!path) return usage_error("train", "%s", "train needs a config file");
+    if (hn_config_load(&cfg, path) != HN_OK) return fail();
+    for (int i = 0; i < nsets; i++)
+        if (hn_config_set(&cfg, sets[i]) != HN_OK) return fail();
+    HnTrainResult res;
+    if (hn_train(&cfg, &res) != HN_OK) return fail();
+    return 0;
+}
+
+static const char* PREPARE_HELP =
+    "usage: hone prepare TEXT... -o DIR [--tokenizer byte|gpt2] [--encoder F --merges F]\n"
+    "                    [--val 0.05] [--shard-tokens N] [--seed S]\n"
+    "\n"
+    "Tokenize text files into token shards (llm.c's format) for `hone train`. Each file is\n"
+    "one document and starts with the end-of-text token. A --val fraction of the documents\n"
+    "(chosen by --seed) becomes the validation split; with a single file, its tail does.\n"
+    "Writes DIR/train_NNNNNN.bin, DIR/val_NNNNNN.bin and DIR/meta.json.\n"
+    "\n"
+    "  -o, --out DIR        output folder (created if missing)\n"
+    "  --tokenizer NAME     byte (default: 256 byte ids + end-of-text) or gpt2 (BPE)\n"
+    "  --encoder FILE       GPT-2's encoder.json (with --tokenizer gpt2)\n"
+    "  --merges FILE        GPT-2's vocab.bpe (with --tokenizer gpt2)\n"
+    "  --val FRACTION       validation share, 0 to 0.5 (default 0.05)\n"
+    "  --shard-tokens N     tokens per shard (default 100000000)\n"
+    "  --seed S             seed of the validation choice (default 1337)\n";
+
+static int parse_number(const char* s, double* out) {
+    char* end;
+    *out = strtod(s, &end);
+    return end != s && *end == '\0';
+}
+
+static int cmd_prepare(int argc, char** argv) {
+    HnPrepareOptions opt = {.tokenizer = "byte", .val_fraction = 0.05, .shard_tokens = 100000000,
+                            .seed = 1337};
+    const char** inputs = calloc((size_t)argc + 1, sizeof *inputs);
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        const char* a = argv[i];
+        double x;
+        if (is_help(a)) {
+            fputs(PREPARE_HELP, stdout);
+            free(inputs);
+            return 0;
+        }
+        int takes_value = !strcmp(a, "-o") || !strcmp(a, "--out") || !strcmp(a, "--tokenizer") ||
+                          !strcmp(a, "--encoder") || !strcmp(a, "--merges") || !strcmp(a, "--val") ||
+                          !strcmp(a, "--shard-tokens") || !strcmp(a, "--seed");
+        if (takes_value && i + 1 >= argc) {
+            free(inputs);
+            return usage_error("prepare", "%s needs a value", a);
+        }
+        if (!strcmp(a, "-o") || !strcmp(a, "--out")) opt.out_dir = argv[++i];
+        else if (!strcmp(a, "--tokenizer")) opt.tokenizer = argv[++i];
+        else if (!strcmp(a, "--encoder")) opt.encoder = argv[++i];
+        else if (!strcmp(a, "--merges")) opt.merges = argv[++i];
+        else if (takes_value) {
+            const char* v = argv[++i];
+            if (!parse_number(v, &x) || x < 0) {
+                free(inputs);
+                return usage_error("prepare", "bad number '%s'", v);
+            }
+            if (!strcmp(a, "--val")) opt.val_fraction = x;
+            else if (!strcmp(a, "--shard-tokens")) opt.shard_tokens = (size_t)x;
+            else opt.seed = (unsigned long long)x;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            free(inputs);
+            return usage_error("prepare", "unknown option '%s'", a);
+        } else {
+            inputs[n++] = a;
+        }
+    }
+    if (!opt.out_dir || n == 0) {
+        free(inputs);
+        return usage_error("prepare", "%s", "prepare needs text files and -o DIR");
+    }
+    opt.inputs = inputs;
+    opt.ninputs = n;
+    HnPrepareStats st;
+    int rc = hn_prepare(&opt, &st);
+    free(inputs);
+    if (rc != HN_OK) return fail();
+    printf("prepared %d documents: %zu train tokens in %d shard(s), %zu validation tokens in %d shard(s) -> %s\n",
+           st.documents, st.train_tokens, st.train_shards, st.val_tokens, st.val_shards, opt.out_dir);
+    return 0;
+}
+
+static const char* MAIN_HELP =
+    "usage: hone <command> [options]\n"
+    "\n"
+    "hone specializes language models to a domain.\n"
+    "\n"
+    "commands:\n"
+    "  prepare   tokenize text files into token shards\n"
+    "  train     train or fine-tune a model from a YAML config\n"
+    "\n"
+    "`hone <command> --help` describes each command. `hone --version` prints the version.\n";
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        fprintf(stderr, "hone: no command given (see `hone --help`)\n");
+        return 2;
+    }
+    const char* cmd = argv[1];
+    if (is_help(cmd) || strcmp(cmd, "help") == 0) {
+        fputs(MAIN_HELP, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("hone %s\n", HONE_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2);
+    if (strcmp(cmd, "prepare") == 0) return cmd_prepare(argc - 2, argv + 2);
+    fprintf(stderr, "hone: unknown command '%s' (see `hone --help`)\n", cmd);
+    return 2;
+}

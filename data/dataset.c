@@ -1,0 +1,223 @@
+/* Token shards (llm.c's format) and the batch loader; see dataset.h. */
+#include "data/dataset.h"
+
+#include <fcntl.h>
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/error.h"
+
+int hn_shard_write(const char* path, const int* ids, size_t n) {
+    int version = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0) return hn_error("internal: negative token id written to %s", path);
+        if (ids[i] > 65535) version = 2;
+    }
+    if (n > (size_t)INT32_MAX) return hn_error("%s: %zu tokens do not fit in one shard", path, n);
+    int32_t header[HN_SHARD_HEADER_INTS] = {HN_SHARD_MAGIC, version, (int32_t)n};
+    size_t tmp_len = strlen(path) + 5;
+    char* tmp = malloc(tmp_len);
+    if (!tmp) return hn_error("out of memory");
+    snprintf(tmp, tmp_len, "%s.tmp", path);
+    FILE* f = fopen(tmp, "wb");
+    if (!f) {
+        hn_error("cannot write %s", tmp);
+        free(tmp);
+        return HN_ERR;
+    }
+    int ok = fwrite(header, sizeof header, 1, f) == 1;
+    enum { CHUNK = 1 << 16 };
+    static _Thread_local union {
+        uint16_t u16[CHUNK];
+        uint32_t u32[CHUNK];
+    } buf;
+    for (size_t i = 0; ok && i < n; i += CHUNK) {
+        size_t k = n - i < CHUNK ? n - i : CHUNK;
+        for (size_t j = 0; j < k; j++) {
+            if (version == 1) buf.u16[j] = (uint16_t)ids[i + j];
+            else buf.u32[j] = (uint32_t)ids[i + j];
+        }
+        ok = fwrite(&buf, version == 1 ? 2 : 4, k, f) == k;
+    }
+    ok = (fflush(f) == 0) && ok;
+    ok = (fsync(fileno(f)) == 0) && ok;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        free(tmp);
+        return hn_error("cannot write %s (disk full?)", path);
+    }
+    free(tmp);
+    return HN_OK;
+}
+
+static int shard_open(HnShard* s, const char* path) {
+    memset(s, 0, sizeof *s);
+    s->path = strdup(path);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return hn_error("cannot open shard %s", path);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (size_t)st.st_size < HN_SHARD_HEADER_INTS * 4) {
+        close(fd);
+        return hn_error("%s: too small to be a token shard (no 1024-byte header)", path);
+    }
+    s->map_size = (size_t)st.st_size;
+    void* map = mmap(NULL, s->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return hn_error("cannot map %s", path);
+    s->map = map;
+    int32_t h[3];
+    memcpy(h, s->map, sizeof h);
+    if (h[0] != HN_SHARD_MAGIC)
+        return hn_error("%s: not a token shard (bad magic %d) — make shards with `hone prepare`", path, h[0]);
+    if (h[1] != 1 && h[1] != 2)
+        return hn_error("%s: unsupported shard version %d (1 and 2 are known)", path, h[1]);
+    if (h[2] < 0) return hn_error("%s: negative token count", path);
+    s->version = h[1];
+    s->ntok = (size_t)h[2];
+    size_t want = HN_SHARD_HEADER_INTS * 4 + s->ntok * (s->version == 1 ? 2 : 4);
+    if (s->map_size != want)
+        return hn_error("%s: header says %zu tokens (%zu bytes) but the file has %zu bytes — truncated?",
+                        path, s->ntok, want, s->map_size);
+    return HN_OK;
+}
+
+static void shard_close(HnShard* s) {
+    if (s->map) munmap((void*)s->map, s->map_size);
+    free(s->path);
+    memset(s, 0, sizeof *s);
+}
+
+static inline int shard_token(const HnShard* s, size_t i) {
+    const unsigned char* p = s->map + HN_SHARD_HEADER_INTS * 4;
+    if (s->version == 1) {
+        uint16_t v;
+        memcpy(&v, p + 2 * i, 2);
+        return v;
+    }
+    uint32_t v;
+    memcpy(&v, p + 4 * i, 4);
+    return v > (uint32_t)INT32_MAX ? -1 : (int)v;
+}
+
+static size_t shard_windows(const HnShard* s, int T) { return s->ntok ? (s->ntok - 1) / (size_t)T : 0; }
+
+static void shuffle_u32(HnRng* rng, uint32_t* a, size_t n) {
+    for (size_t i = n; i > 1; i--) {
+        size_t j = hn_rng_below(rng, i);
+        uint32_t t = a[i - 1];
+        a[i - 1] = a[j];
+        a[j] = t;
+    }
+}
+
+/* set up the window order of shard_order[shard_pos] */
+static int enter_shard(HnLoader* ld) {
+    const HnShard* s = &ld->shards[ld->shard_order[ld->shard_pos]];
+    size_t n = shard_windows(s, ld->T);
+    if (n > UINT32_MAX) return hn_error("%s: too many windows in one shard", s->path);
+    uint32_t* order = realloc(ld->window_order, (n ? n : 1) * sizeof *order);
+    if (!order) return hn_error("out of memory");
+    ld->window_order = order;
+    for (size_t i = 0; i < n; i++) order[i] = (uint32_t)i;
+    if (ld->shuffle) shuffle_u32(&ld->rng, order, n);
+    ld->nwindows = n;
+    ld->window_pos = 0;
+    return HN_OK;
+}
+
+static int start_epoch(HnLoader* ld) {
+    for (int i = 0; i < ld->nshards; i++) ld->shard_order[i] = i;
+    if (ld->shuffle)
+        for (int i = ld->nshards; i > 1; i--) {
+            int j = (int)hn_rng_below(&ld->rng, (uint64_t)i);
+            int t = ld->shard_order[i - 1];
+            ld->shard_order[i - 1] = ld->shard_order[j];
+            ld->shard_order[j] = t;
+        }
+    ld->shard_pos = 0;
+    return enter_shard(ld);
+}
+
+int hn_loader_open(HnLoader* ld, const char* pattern, int B, int T, int vocab, int shuffle,
+                   uint64_t seed) {
+    memset(ld, 0, sizeof *ld);
+    ld->B = B;
+    ld->T = T;
+    ld->vocab = vocab;
+    ld->shuffle = shuffle;
+    hn_rng_seed(&ld->rng, seed);
+    glob_t g;
+    int rc = glob(pattern, 0, NULL, &g);
+    if (rc != 0 || g.gl_pathc == 0) {
+        if (rc == 0) globfree(&g);
+        return hn_error("no data file matches '%s' — make shards with `hone prepare`", pattern);
+    }
+    ld->shards = calloc(g.gl_pathc, sizeof *ld->shards);
+    ld->shard_order = calloc(g.gl_pathc, sizeof *ld->shard_order);
+    if (!ld->shards || !ld->shard_order) {
+        globfree(&g);
+        return hn_error("out of memory");
+    }
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        ld->nshards++;
+        if (shard_open(&ld->shards[i], g.gl_pathv[i]) != HN_OK) {
+            globfree(&g);
+            return HN_ERR;
+        }
+    }
+    globfree(&g);
+    if (hn_loader_windows(ld) == 0)
+        return hn_error("'%s' has no sequence of %d tokens (seq %d + 1): the data is too small for data.seq",
+                        pattern, T + 1, T);
+    return start_epoch(ld);
+}
+
+void hn_loader_close(HnLoader* ld) {
+    for (int i = 0; i < ld->nshards; i++) shard_close(&ld->shards[i]);
+    free(ld->shards);
+    free(ld->shard_order);
+    free(ld->window_order);
+    memset(ld, 0, sizeof *ld);
+}
+
+size_t hn_loader_windows(const HnLoader* ld) {
+    size_t n = 0;
+    for (int i = 0; i < ld->nshards; i++) n += shard_windows(&ld->shards[i], ld->T);
+    return n;
+}
+
+int hn_loader_next(HnLoader* ld, int* tokens, int* targets) {
+    int T = ld->T;
+    for (int b = 0; b < ld->B; b++) {
+        while (ld->window_pos >= ld->nwindows) {
+            if (++ld->shard_pos >= ld->nshards) {
+                ld->epoch++;
+                if (start_epoch(ld) != HN_OK) return HN_ERR;
+            } else if (enter_shard(ld) != HN_OK) {
+                return HN_ERR;
+            }
+        }
+        const HnShard* s = &ld->shards[ld->shard_order[ld->shard_pos]];
+        size_t start = (size_t)ld->window_order[ld->window_pos++] * (size_t)T;
+        for (int t = 0; t <= T; t++) {
+            int id = shard_token(s, start + (size_t)t);
+            if (id < 0 || id >= ld->vocab)
+                return hn_error("%s: token %d at position %zu is out of range for a vocabulary of %d",
+                                s->path, id, start + (size_t)t, ld->vocab);
+            if (t < T) tokens[b * T + t] = id;
+            if (t > 0) targets[b * T + t - 1] = id;
+        }
+    }
+    return HN_OK;
+}
+
+void hn_loader_reset(HnLoader* ld) {
+    ld->epoch = 0;
+    start_epoch(ld);
+}

@@ -1,0 +1,62 @@
+/*
+ * Token shards and the loader that turns them into batches.
+ *
+ * A shard is llm.c's format: a header of 256 int32 (magic 20240520, version, token count,
+ * the rest zero) followed by the tokens: version 1 stores uint16 ids, version 2 uint32 ids
+ * (for vocabularies over 65535). A sample is a window of T+1 consecutive tokens inside one
+ * shard (inputs are the first T, targets the last T); windows never cross a shard's end.
+ * The training loader visits every window once per epoch, in an order shuffled by seed
+ * (shard order, then windows within a shard); the validation loader reads in file order.
+ */
+#ifndef HONE_DATASET_H
+#define HONE_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/rng.h"
+
+#define HN_SHARD_MAGIC 20240520
+#define HN_SHARD_HEADER_INTS 256
+
+/* write ids as one shard (version 1 if every id fits in uint16, else 2); the file is written
+ * to path.tmp and renamed, so a failed write never leaves a half shard behind */
+int hn_shard_write(const char* path, const int* ids, size_t n);
+
+typedef struct {
+    char* path;
+    const unsigned char* map; /* the whole file, mapped read-only */
+    size_t map_size;
+    size_t ntok;
+    int version; /* 1: uint16, 2: uint32 */
+} HnShard;
+
+typedef struct {
+    HnShard* shards;
+    int nshards;
+    int T, B;
+    int vocab; /* ids must be < vocab */
+    int shuffle;
+    HnRng rng;
+    /* cursor: where the next batch starts */
+    int epoch;
+    int shard_pos;        /* index into shard_order */
+    size_t window_pos;    /* index into window_order */
+    int* shard_order;     /* nshards */
+    uint32_t* window_order; /* windows of the current shard */
+    size_t nwindows;
+} HnLoader;
+
+/* open every shard matching the glob pattern; each is checked (magic, version, size) */
+int hn_loader_open(HnLoader* ld, const char* pattern, int B, int T, int vocab, int shuffle,
+                   uint64_t seed);
+void hn_loader_close(HnLoader* ld);
+/* the next B windows: tokens (B,T) and targets (B,T); moves to the next shard and epoch as
+ * needed. HN_ERR on a token id out of range, naming the shard and position. */
+int hn_loader_next(HnLoader* ld, int* tokens, int* targets);
+/* rewind to the start in file order (validation) */
+void hn_loader_reset(HnLoader* ld);
+/* total windows of length T+1 over all shards */
+size_t hn_loader_windows(const HnLoader* ld);
+
+#endif

@@ -1,0 +1,44 @@
+/*
+ * `hone prepare`: text files in, token shards and a meta.json out.
+ * Each input file is one document; every document starts with the end-of-text id, as
+ * GPT-2 was trained. The validation split takes whole documents (chosen by seed) when
+ * there are several, or the tail of the only one. meta.json records the tokenizer, so
+ * `hone train` can find the vocabulary and decode samples without being told again.
+ */
+#ifndef HONE_PREPARE_H
+#define HONE_PREPARE_H
+
+#include <stddef.h>
+
+typedef struct {
+    const char* const* inputs; /* text files */
+    int ninputs;
+    const char* out_dir;
+    const char* tokenizer; /* "byte" or "gpt2" */
+    const char* encoder;   /* gpt2 only */
+    const char* merges;    /* gpt2 only */
+    double val_fraction;   /* in [0, 0.5] */
+    size_t shard_tokens;   /* tokens per shard */
+    unsigned long long seed;
+} HnPrepareOptions;
+
+typedef struct {
+    size_t train_tokens, val_tokens;
+    int train_shards, val_shards, documents;
+} HnPrepareStats;
+
+int hn_prepare(const HnPrepareOptions* opt, HnPrepareStats* stats);
+
+/* what meta.json of a prepared folder says */
+typedef struct {
+    char tokenizer[16];
+    char encoder[512];
+    char merges[512];
+    int vocab_size;
+    int eos;
+} HnDataMeta;
+
+/* read DIR/meta.json; HN_ERR if missing or malformed */
+int hn_data_meta_read(const char* dir, HnDataMeta* meta);
+
+#endif

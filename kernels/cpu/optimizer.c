@@ -1,0 +1,60 @@
+/*
+ * The optimizer step and the gradient norm it is usually clipped by. Both stream over every
+ * parameter (124M floats for GPT-2 small), so they are single memory-bound passes.
+ */
+#include "kernels/ops.h"
+#include "kernels/cpu/internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* Shapes: p, g, m, v (n). The bias corrections are per step, so they are computed once in
+ * double; the loop itself is float (and vectorises). */
+void hn_adamw_update(float* p, float* g, float* m, float* v, size_t n, float lr, float beta1,
+                     float beta2, float eps, float wd, float grad_scale, int t, int zero_grad) {
+    const float step = (float)(lr / (1.0 - pow(beta1, t)));
+    const float rbc2 = (float)(1.0 / sqrt(1.0 - pow(beta2, t))); /* 1 / sqrt(1 - b2^t) */
+    const float decay = 1.0f - lr * wd;
+    const float a1 = 1.0f - beta1, a2 = 1.0f - beta2;
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        const float gi = g[i] * grad_scale;
+        const float mi = fmaf(beta1, m[i], a1 * gi);
+        const float vi = fmaf(beta2, v[i], a2 * gi * gi);
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] * decay - step * mi / (sqrtf(vi) * rbc2 + eps);
+        if (zero_grad) g[i] = 0.0f;
+    }
+}
+
+/* floats per block: one block is summed by one thread, in lanes, then the blocks are added
+ * in index order, so the result does not depend on the thread count */
+#define SQ_BLOCK 4096
+
+static double sum_squares_block(const float* x, size_t n) {
+    double acc[HN_LANES] = {0};
+    size_t i = 0;
+    for (; i + HN_LANES <= n; i += HN_LANES)
+        for (int j = 0; j < HN_LANES; j++) acc[j] += (double)x[i + j] * x[i + j];
+    for (int j = 0; i + j < n; j++) acc[j] += (double)x[i + j] * x[i + j];
+    for (int w = HN_LANES / 2; w > 0; w /= 2)
+        for (int j = 0; j < w; j++) acc[j] += acc[j + w];
+    return acc[0];
+}
+
+double hn_sum_squares(const float* x, size_t n) {
+    if (n == 0) return 0.0;
+    const size_t nblocks = (n + SQ_BLOCK - 1) / SQ_BLOCK;
+    double* partial = malloc(nblocks * sizeof *partial);
+    if (!partial) return NAN; /* nothing here can report an error; NaN fails any clip check */
+#pragma omp parallel for schedule(static)
+    for (size_t k = 0; k < nblocks; k++) {
+        const size_t i0 = k * SQ_BLOCK;
+        partial[k] = sum_squares_block(x + i0, n - i0 < SQ_BLOCK ? n - i0 : SQ_BLOCK);
+    }
+    double total = 0.0;
+    for (size_t k = 0; k < nblocks; k++) total += partial[k];
+    free(partial);
+    return total;
+}

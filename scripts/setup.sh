@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian machine for hone and build it.
+#   scripts/setup.sh            build dependencies + build (Release, in build/)
+#   scripts/setup.sh --corpora  also the Debian text corpora the demo and tests use
+# Installs only Debian packages (apt-get); needs root or sudo for that step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_corpora=0
+for a in "$@"; do
+  case "$a" in
+    --corpora) want_corpora=1 ;;
+    *) echo "setup.sh: unknown option $a" >&2; exit 2 ;;
+  esac
+done
+
+pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libyaml-dev libcjson-dev libpcre2-dev zlib1g-dev)
+[ "$want_corpora" = 1 ] && pkgs+=(jargon-text)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "setup: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+cmake_args=(-S . -B build -DCMAKE_BUILD_TYPE=Release)
+[ "${CI:-}" = "true" ] && cmake_args+=(-DHONE_WERROR=ON)
+cmake "${cmake_args[@]}" >/dev/null
+cmake --build build -j"$(nproc)" 2>&1 | grep -vE "^\[|^gmake|Consolidate compiler generated" || true
+test -x build/hone || { echo "setup: build failed" >&2; exit 1; }
+echo "setup: built build/hone" >&2

@@ -1,0 +1,83 @@
+/*
+ * The run configuration: one struct filled from defaults, then a YAML file, then
+ * `--set key=value` overrides, in that order. Every key a user can write is a row of the
+ * key table in config.c (name, type, default, meaning); docs/CONFIG.md is generated from
+ * that table, so the two cannot drift.
+ */
+#ifndef HONE_CONFIG_H
+#define HONE_CONFIG_H
+
+#include <stdio.h>
+
+#define HN_STR 512     /* longest string value, paths included */
+#define HN_MAX_LIST 16 /* longest list value */
+
+typedef struct {
+    int n;
+    char item[HN_MAX_LIST][HN_STR];
+} HnStrList;
+
+typedef struct {
+    struct {
+        char arch[32];  /* "gpt2" */
+        int layers;     /* L */
+        int channels;   /* C */
+        int heads;      /* NH */
+        int vocab;      /* V; 0 = take it from the data's tokenizer */
+        int context;    /* maximum sequence length (positions) */
+        float norm_eps; /* LayerNorm epsilon */
+        float init_std; /* std of the normal initialisation of weights */
+    } model;
+    struct {
+        char type[16];    /* auto | byte | gpt2 | none */
+        char encoder[HN_STR];
+        char merges[HN_STR];
+    } tokenizer;
+    struct {
+        char train[HN_STR]; /* glob of training shards */
+        char val[HN_STR];   /* glob of validation shards ("" = none) */
+        int batch;          /* micro-batch size per rank */
+        int seq;            /* sequence length T */
+        int shuffle;        /* bool */
+    } data;
+    struct {
+        float lr;
+        float weight_decay;
+        float betas[2];
+        float eps;
+        char schedule[16]; /* cosine | linear | constant */
+        int warmup;        /* linear warm-up steps */
+        float min_lr_ratio; /* lr at the end of the decay, as a fraction of lr */
+        float clip;        /* global-norm gradient clipping; 0 = off */
+        int accum;         /* micro-batches per optimizer step */
+        HnStrList no_decay; /* glob patterns of parameter names that get no weight decay */
+    } optim;
+    struct {
+        int steps;
+        int seed;
+        char device[16]; /* auto | cpu | cuda */
+        int threads;     /* 0 = all cores */
+        char out[HN_STR]; /* run folder */
+        int log_every;
+        int eval_every;   /* 0 = only at the end */
+        int eval_batches; /* validation batches per evaluation */
+        int sample_tokens; /* tokens to generate at the end (0 = none) */
+        char sample_prompt[HN_STR];
+    } train;
+} HnConfig;
+
+/* fill every key with its default */
+void hn_config_defaults(HnConfig* cfg);
+/* read a YAML file on top of cfg; an unknown key is an error that names the closest
+ * valid key; HN_OK or HN_ERR (message in hn_error_message()) */
+int hn_config_load(HnConfig* cfg, const char* path);
+/* apply one "section.key=value" override */
+int hn_config_set(HnConfig* cfg, const char* assignment);
+/* check ranges and combinations (e.g. channels divisible by heads) */
+int hn_config_validate(const HnConfig* cfg);
+/* write the resolved config as YAML that hn_config_load reads back to the same struct */
+int hn_config_write(const HnConfig* cfg, FILE* f);
+/* write the Markdown table of every key (docs/CONFIG.md is this output) */
+void hn_config_write_doc(FILE* f);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * The optimizer: AdamW over the trainable rows of a parameter table, with a learning-rate
+ * schedule (linear warm-up, then cosine / linear decay or constant) and global-norm
+ * gradient clipping. Moments mirror the table; rows that are not trainable are skipped.
+ */
+#ifndef HONE_OPTIM_H
+#define HONE_OPTIM_H
+
+#include "train/params.h"
+
+typedef enum { HN_SCHED_COSINE, HN_SCHED_LINEAR, HN_SCHED_CONSTANT } HnSchedule;
+
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay, clip, min_lr_ratio;
+    int warmup, steps;
+    HnSchedule schedule;
+} HnOptimConfig;
+
+typedef struct {
+    HnOptimConfig cfg;
+    float* m; /* first moments, laid out like the table */
+    float* v; /* second moments */
+    int t;    /* optimizer steps taken */
+} HnOptimizer;
+
+int hn_optim_create(HnOptimizer* o, const HnOptimConfig* cfg, const HnParamTable* t);
+void hn_optim_free(HnOptimizer* o);
+/* the schedule's learning rate at (0-based) step */
+float hn_optim_lr(const HnOptimConfig* cfg, int step);
+/* L2 norm of the gradients of the trainable rows (deterministic) */
+double hn_optim_grad_norm(const HnParamTable* t, const float* grads);
+/* clip to cfg.clip using grad_norm, update every trainable row, zero the gradients;
+ * returns the learning rate used */
+float hn_optim_step(HnOptimizer* o, HnParamTable* t, float* grads, double grad_norm);
+
+#endif

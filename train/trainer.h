@@ -1,0 +1,19 @@
+/*
+ * The training loop: data -> micro-batches -> forward/backward -> clip -> AdamW, with
+ * progress on stderr, metrics in RUN/metrics.jsonl, validation, and a sample at the end.
+ */
+#ifndef HONE_TRAINER_H
+#define HONE_TRAINER_H
+
+#include "train/config.h"
+
+typedef struct {
+    int steps_done;
+    double last_loss;     /* training loss of the last step */
+    double val_loss;      /* NAN when there is no validation data */
+    double tokens_per_s;
+} HnTrainResult;
+
+int hn_train(const HnConfig* cfg, HnTrainResult* result);
+
+#endif
