@@ -5,57 +5,80 @@
  *
  * Work is split by (b, h): each pair owns its att block and its head's columns of out and
  * dqkv, so threads never write the same memory. Dot products against every earlier
- * position (q_t . k_t2, dout_t . v_t2) run on a transposed copy of K or V, (HS,T), so the
- * inner loop runs over t2 in vector lanes instead of ending each dot in a horizontal sum.
+ * position (q_t . k_t2, dout_t . v_t2) run on a transposed copy of K or V, (HS,T) on the
+ * thread's stack, so the inner loop runs over t2 in vector lanes instead of ending each dot
+ * in a horizontal sum.
  */
 #include "kernels/ops.h"
 #include "kernels/cpu/fastmath.h"
 #include "kernels/cpu/internal.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
-/* dst (HS,T) = the head's slice src (T,HS) of rows with the given stride, transposed */
-static void transpose_head(float* dst, const float* src, size_t stride, int T, int HS) {
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < HS; i++) dst[(size_t)i * T + t] = src[t * stride + i];
+/* columns per register tile of vecmat: 2 AVX-512 or 4 AVX2 registers of accumulators */
+#define TILE 32
+
+/* y[j] = sum_{r<k} a[r] * x[r * ldx + j] for j < m: a row vector times a (k,m) matrix.
+ * Tiles of TILE columns keep their sums in registers over all k rows; a plain axpy per row
+ * would store and reload y k times, each waiting on the previous store. Columns up to
+ * `readable` may be read (padding); a tile that would read past it is done column by column. */
+static void vecmat(float* y, const float* a, const float* x, size_t ldx, int k, int m,
+                   int readable) {
+    int j0 = 0;
+    for (; j0 < m && j0 + TILE <= readable; j0 += TILE) {
+        /* four partial sums over r, so four FMA chains are in flight instead of one */
+        float acc[4][TILE] = {{0}};
+        int r = 0;
+        for (; r + 4 <= k; r += 4)
+            for (int u = 0; u < 4; u++)
+                for (int j = 0; j < TILE; j++)
+                    acc[u][j] = fmaf(a[r + u], x[(r + u) * ldx + j0 + j], acc[u][j]);
+        for (; r < k; r++)
+            for (int j = 0; j < TILE; j++) acc[0][j] = fmaf(a[r], x[r * ldx + j0 + j], acc[0][j]);
+        const int w = m - j0 < TILE ? m - j0 : TILE;
+        for (int j = 0; j < w; j++) y[j0 + j] = (acc[0][j] + acc[1][j]) + (acc[2][j] + acc[3][j]);
+    }
+    for (; j0 < m; j0++) {
+        float acc = 0.0f;
+        for (int r = 0; r < k; r++) acc = fmaf(a[r], x[r * ldx + j0], acc);
+        y[j0] = acc;
+    }
 }
 
-/* s[t2] = sum_i x[i] * yt[i,t2] for t2 < n, with yt (HS,T) */
-static void dots_transposed(float* s, const float* x, const float* yt, int n, int T, int HS) {
-    for (int t2 = 0; t2 < n; t2++) s[t2] = 0.0f;
-    for (int i = 0; i < HS; i++) hn_axpy(s, x[i], yt + (size_t)i * T, n);
+/* dst (HS,Tp) = the head's slice (T,HS) of rows src + t * stride, transposed; the columns
+ * T..Tp are zero padding for vecmat's tiles */
+static void transpose_head(float* dst, const float* src, size_t stride, int T, int Tp, int HS) {
+    for (int i = 0; i < HS; i++) {
+        for (int t = 0; t < T; t++) dst[(size_t)i * Tp + t] = src[t * stride + i];
+        for (int t = T; t < Tp; t++) dst[(size_t)i * Tp + t] = 0.0f;
+    }
 }
 
 void hn_attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH) {
-    const int HS = C / NH;
+    const int HS = C / NH, Tp = (T + TILE - 1) / TILE * TILE;
     const size_t C3 = 3 * (size_t)C;
     const float scale = 1.0f / sqrtf((float)HS);
 #pragma omp parallel
     {
-        float* kt = malloc((size_t)HS * T * sizeof *kt); /* (HS,T) */
+        float kt[HS * Tp]; /* K transposed; 256 KiB of stack at HS = 64, T = 1024 */
 #pragma omp for schedule(static)
         for (int bh = 0; bh < B * NH; bh++) {
             const int b = bh / NH, h = bh % NH;
             const float* q = qkv + (size_t)b * T * C3 + h * HS; /* row t at q + t * C3 */
-            const float* k = q + C;
             const float* v = q + 2 * C;
-            transpose_head(kt, k, C3, T, HS);
+            transpose_head(kt, q + C, C3, T, Tp, HS);
             for (int t = 0; t < T; t++) {
                 float* a = att + ((size_t)bh * T + t) * T;
-                dots_transposed(a, q + t * C3, kt, t + 1, T, HS);
+                vecmat(a, q + t * C3, kt, Tp, HS, t + 1, Tp);
                 const float maxv = scale * hn_max(a, t + 1); /* scale > 0 commutes with max */
                 for (int t2 = 0; t2 <= t; t2++) a[t2] = hn_fast_expf(scale * a[t2] - maxv);
                 const float inv = 1.0f / hn_sum(a, t + 1);
                 for (int t2 = 0; t2 <= t; t2++) a[t2] *= inv;
                 for (int t2 = t + 1; t2 < T; t2++) a[t2] = 0.0f;
-                float* o = out + ((size_t)b * T + t) * C + h * HS;
-                memset(o, 0, HS * sizeof *o);
-                for (int t2 = 0; t2 <= t; t2++) hn_axpy(o, a[t2], v + t2 * C3, HS);
+                vecmat(out + ((size_t)b * T + t) * C + h * HS, a, v, C3, t + 1, HS, HS);
             }
         }
-        free(kt);
     }
 }
 
@@ -64,14 +87,14 @@ void hn_attention_forward(float* out, float* att, const float* qkv, int B, int T
  *   dq_t += scale * sum_t2 ds[t2] k_t2,  dk_t2 += scale * ds[t2] q_t,  dv_t2 += p[t2] dout_t */
 void hn_attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
                            int B, int T, int C, int NH) {
-    const int HS = C / NH;
+    const int HS = C / NH, Tp = (T + TILE - 1) / TILE * TILE;
     const size_t C3 = 3 * (size_t)C;
     const float scale = 1.0f / sqrtf((float)HS);
     const float broken = hn_cpu_broken_op == HN_OP_ATTENTION ? 1.02f : 1.0f;
 #pragma omp parallel
     {
-        float* vt = malloc(((size_t)HS + 1) * T * sizeof *vt); /* (HS,T), then dp (T) */
-        float* dp = vt + (size_t)HS * T;
+        float vt[HS * Tp]; /* V transposed */
+        float g[T];        /* dp, then scale * ds, of one row */
 #pragma omp for schedule(static)
         for (int bh = 0; bh < B * NH; bh++) {
             const int b = bh / NH, h = bh % NH;
@@ -80,26 +103,23 @@ void hn_attention_backward(float* dqkv, const float* dout, const float* qkv, con
             float* dq = dqkv + (size_t)b * T * C3 + h * HS;
             float* dk = dq + C;
             float* dv = dq + 2 * C;
-            transpose_head(vt, q + 2 * C, C3, T, HS);
+            transpose_head(vt, q + 2 * C, C3, T, Tp, HS);
             for (int t = 0; t < T; t++) {
-                memset(dq + t * C3, 0, HS * sizeof(float));
                 memset(dk + t * C3, 0, HS * sizeof(float));
                 memset(dv + t * C3, 0, HS * sizeof(float));
             }
             for (int t = 0; t < T; t++) {
                 const float* p = att + ((size_t)bh * T + t) * T;
                 const float* d = dout + ((size_t)b * T + t) * C + h * HS;
-                dots_transposed(dp, d, vt, t + 1, T, HS);
-                const float pdp = broken * hn_dot(p, dp, t + 1);
-                /* dp becomes scale * ds */
-                for (int t2 = 0; t2 <= t; t2++) dp[t2] = scale * p[t2] * (dp[t2] - pdp);
+                vecmat(g, d, vt, Tp, HS, t + 1, Tp);
+                const float pdp = broken * hn_dot(p, g, t + 1);
+                for (int t2 = 0; t2 <= t; t2++) g[t2] = scale * p[t2] * (g[t2] - pdp);
+                vecmat(dq + t * C3, g, k, C3, t + 1, HS, HS);
                 for (int t2 = 0; t2 <= t; t2++) {
+                    hn_axpy(dk + t2 * C3, g[t2], q + t * C3, HS);
                     hn_axpy(dv + t2 * C3, p[t2], d, HS);
-                    hn_axpy(dq + t * C3, dp[t2], k + t2 * C3, HS);
-                    hn_axpy(dk + t2 * C3, dp[t2], q + t * C3, HS);
                 }
             }
         }
-        free(vt);
     }
 }
