@@ -24,22 +24,23 @@ static float* randn(size_t n, float scale) {
         fprintf(stderr, "out of memory\n");
         exit(1);
     }
-    for (size_t i = 0; i < n; i++) p[i] = scale * hn_rng_normal(&rng);
+    for (size_t i = 0; i < n; i++)
+        p[i] = scale * hn_rng_normal(&rng);
     return p;
 }
 
 /* fastest of a few runs, in ms; the fastest is the least disturbed by the machine */
-#define TIME_MS(result, reps, stmt)                                                               \
-    do {                                                                                          \
-        stmt;                                                                                     \
-        double best_ = 1e30;                                                                      \
-        for (int r_ = 0; r_ < (reps); r_++) {                                                     \
-            double t0_ = omp_get_wtime();                                                         \
-            stmt;                                                                                 \
-            double dt_ = (omp_get_wtime() - t0_) * 1e3;                                           \
-            best_ = dt_ < best_ ? dt_ : best_;                                                    \
-        }                                                                                         \
-        (result) = best_;                                                                         \
+#define TIME_MS(result, reps, stmt)                                                                \
+    do {                                                                                           \
+        stmt;                                                                                      \
+        double best_ = 1e30;                                                                       \
+        for (int r_ = 0; r_ < (reps); r_++) {                                                      \
+            double t0_ = omp_get_wtime();                                                          \
+            stmt;                                                                                  \
+            double dt_ = (omp_get_wtime() - t0_) * 1e3;                                            \
+            best_ = dt_ < best_ ? dt_ : best_;                                                     \
+        }                                                                                          \
+        (result) = best_;                                                                          \
     } while (0)
 
 static double total_ops, total_gemm;
@@ -52,14 +53,18 @@ static void report(const char* name, double ms, int per_step, double* total) {
 /* one linear layer's three GEMMs, as matmul_forward/backward issue them */
 static void time_gemms(const char* name, int OC, int IC, int per_step, int reps) {
     float *inp = randn((size_t)N * IC, 1), *w = randn((size_t)OC * IC, 0.02f);
-    float *out = randn((size_t)N * OC, 1), *dw = randn((size_t)OC * IC, 0), *din = randn((size_t)N * IC, 0);
+    float *out = randn((size_t)N * OC, 1), *dw = randn((size_t)OC * IC, 0),
+          *din = randn((size_t)N * IC, 0);
     double f, bd, bw;
-    TIME_MS(f, reps, cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC,
-                                 w, IC, 0.0f, out, OC));
-    TIME_MS(bd, reps, cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, out,
-                                  OC, w, IC, 0.0f, din, IC));
-    TIME_MS(bw, reps, cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, out, OC,
-                                  inp, IC, 1.0f, dw, IC));
+    TIME_MS(f, reps,
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC,
+                        0.0f, out, OC));
+    TIME_MS(bd, reps,
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, out, OC, w, IC,
+                        0.0f, din, IC));
+    TIME_MS(bw, reps,
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, out, OC, inp, IC,
+                        1.0f, dw, IC));
     char label[64];
     snprintf(label, sizeof label, "gemm %s fwd+bwd (%.1f+%.1f+%.1f)", name, f, bd, bw);
     report(label, f + bd + bw, per_step, &total_gemm);
@@ -88,7 +93,8 @@ int main(int argc, char** argv) {
     float *mean = randn(N, 1), *rstd = randn(N, 1);
     float *wte = randn((size_t)Vp * C, 0.02f), *wpe = randn((size_t)1024 * C, 0.02f);
     int* tokens = malloc(N * sizeof *tokens);
-    for (int i = 0; i < N; i++) tokens[i] = (int)hn_rng_below(&rng, V);
+    for (int i = 0; i < N; i++)
+        tokens[i] = (int)hn_rng_below(&rng, V);
 
     TIME_MS(ms, reps, hn_encoder_forward(x, tokens, wte, wpe, B, T, C));
     report("encoder_forward", ms, 1, &total_ops);
@@ -115,8 +121,9 @@ int main(int argc, char** argv) {
 
     /* the bias work matmul adds around its GEMMs: a prefill forward, column sums backward */
     float* dbias = randn(4 * C, 0);
-    TIME_MS(ms, reps, for (int i = 0; i < N; i++) memcpy(z + (size_t)i * 4 * C, bias, 4 * C * sizeof(float)));
-    report("matmul bias prefill (N x 3072)", ms, 2 * L, &total_ops);
+    TIME_MS(ms, reps,
+            for (int i = 0; i < N; i++) memcpy(z + (size_t)i * 4 * C, bias, 4 * C * sizeof(float)));
+    report("matmul bias prefill (N x 3072, memcpy)", ms, 2 * L, &total_ops);
     TIME_MS(ms, reps, hn_matmul_backward(NULL, NULL, dbias, x, y, w, N, C, 4 * C));
     report("matmul dbias (N x 3072)", ms, 2 * L, &total_ops);
 
@@ -125,12 +132,14 @@ int main(int argc, char** argv) {
     memcpy(saved, logits, (size_t)N * Vp * sizeof *saved);
     float* losses = malloc(N * sizeof *losses);
     int* targets = malloc(N * sizeof *targets);
-    for (int i = 0; i < N; i++) targets[i] = (int)hn_rng_below(&rng, V);
+    for (int i = 0; i < N; i++)
+        targets[i] = (int)hn_rng_below(&rng, V);
     /* overwritten by the gradient, so time a fresh copy each run (the copy is timed apart) */
     double copy_ms;
     TIME_MS(copy_ms, 5, memcpy(logits, saved, (size_t)N * Vp * sizeof *saved));
-    TIME_MS(ms, 5, (memcpy(logits, saved, (size_t)N * Vp * sizeof *saved),
-                    hn_crossentropy_forward(logits, losses, targets, N, V, Vp, 1.0f / N)));
+    TIME_MS(ms, 5,
+            (memcpy(logits, saved, (size_t)N * Vp * sizeof *saved),
+             hn_crossentropy_forward(logits, losses, targets, N, V, Vp, 1.0f / N)));
     report("crossentropy_forward (+grad)", ms - copy_ms, 1, &total_ops);
     free(logits), free(saved);
 
@@ -138,7 +147,8 @@ int main(int argc, char** argv) {
     float *m = calloc(NPARAMS, sizeof *m), *v = calloc(NPARAMS, sizeof *v);
     TIME_MS(ms, 3, hn_sum_squares(g, NPARAMS));
     report("sum_squares (124M)", ms, 1, &total_ops);
-    TIME_MS(ms, 3, hn_adamw_update(p, g, m, v, NPARAMS, 6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 1, 0));
+    TIME_MS(ms, 3,
+            hn_adamw_update(p, g, m, v, NPARAMS, 6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 1, 0));
     report("adamw_update (124M)", ms, 1, &total_ops);
 
     printf("GEMMs %.1f ms/step, other ops %.1f ms/step: step / GEMMs = %.3f (target <= 1.25)\n",

@@ -18,13 +18,17 @@
 
 /* columns per register tile of vecmat: 2 AVX-512 or 4 AVX2 registers of accumulators */
 #define TILE 32
+/* rows of the backward handled together, so each dk, dv row is loaded and stored once per
+ * RB rows instead of once per row */
+#define RB 8
 
-/* y[j] = sum_{r<k} a[r] * x[r * ldx + j] for j < m: a row vector times a (k,m) matrix.
- * Tiles of TILE columns keep their sums in registers over all k rows; a plain axpy per row
- * would store and reload y k times, each waiting on the previous store. Columns up to
- * `readable` may be read (padding); a tile that would read past it is done column by column. */
-static void vecmat(float* y, const float* a, const float* x, size_t ldx, int k, int m,
-                   int readable) {
+/* y[j] (+)= sum_{r<k} a[r * lda] * x[r * ldx + j] for j < m: a row vector times a (k,m)
+ * matrix, added to y if accumulate. Tiles of TILE columns keep their sums in registers over
+ * all k rows; an axpy per row would store and reload y k times, each waiting on the previous
+ * store. Columns up to `readable` may be read (padding); a tile that would read past it is
+ * done column by column. */
+static void vecmat(float* y, const float* a, size_t lda, const float* x, size_t ldx, int k, int m,
+                   int readable, int accumulate) {
     int j0 = 0;
     for (; j0 < m && j0 + TILE <= readable; j0 += TILE) {
         /* four partial sums over r, so four FMA chains are in flight instead of one */
@@ -33,16 +37,21 @@ static void vecmat(float* y, const float* a, const float* x, size_t ldx, int k, 
         for (; r + 4 <= k; r += 4)
             for (int u = 0; u < 4; u++)
                 for (int j = 0; j < TILE; j++)
-                    acc[u][j] = fmaf(a[r + u], x[(r + u) * ldx + j0 + j], acc[u][j]);
+                    acc[u][j] = fmaf(a[(r + u) * lda], x[(r + u) * ldx + j0 + j], acc[u][j]);
         for (; r < k; r++)
-            for (int j = 0; j < TILE; j++) acc[0][j] = fmaf(a[r], x[r * ldx + j0 + j], acc[0][j]);
+            for (int j = 0; j < TILE; j++)
+                acc[0][j] = fmaf(a[r * lda], x[r * ldx + j0 + j], acc[0][j]);
         const int w = m - j0 < TILE ? m - j0 : TILE;
-        for (int j = 0; j < w; j++) y[j0 + j] = (acc[0][j] + acc[1][j]) + (acc[2][j] + acc[3][j]);
+        for (int j = 0; j < w; j++) {
+            const float sum = (acc[0][j] + acc[1][j]) + (acc[2][j] + acc[3][j]);
+            y[j0 + j] = accumulate ? y[j0 + j] + sum : sum;
+        }
     }
     for (; j0 < m; j0++) {
         float acc = 0.0f;
-        for (int r = 0; r < k; r++) acc = fmaf(a[r], x[r * ldx + j0], acc);
-        y[j0] = acc;
+        for (int r = 0; r < k; r++)
+            acc = fmaf(a[r * lda], x[r * ldx + j0], acc);
+        y[j0] = accumulate ? y[j0] + acc : acc;
     }
 }
 
@@ -50,8 +59,10 @@ static void vecmat(float* y, const float* a, const float* x, size_t ldx, int k, 
  * T..Tp are zero padding for vecmat's tiles */
 static void transpose_head(float* dst, const float* src, size_t stride, int T, int Tp, int HS) {
     for (int i = 0; i < HS; i++) {
-        for (int t = 0; t < T; t++) dst[(size_t)i * Tp + t] = src[t * stride + i];
-        for (int t = T; t < Tp; t++) dst[(size_t)i * Tp + t] = 0.0f;
+        for (int t = 0; t < T; t++)
+            dst[(size_t)i * Tp + t] = src[t * stride + i];
+        for (int t = T; t < Tp; t++)
+            dst[(size_t)i * Tp + t] = 0.0f;
     }
 }
 
@@ -70,13 +81,16 @@ void hn_attention_forward(float* out, float* att, const float* qkv, int B, int T
             transpose_head(kt, q + C, C3, T, Tp, HS);
             for (int t = 0; t < T; t++) {
                 float* a = att + ((size_t)bh * T + t) * T;
-                vecmat(a, q + t * C3, kt, Tp, HS, t + 1, Tp);
+                vecmat(a, q + t * C3, 1, kt, Tp, HS, t + 1, Tp, 0);
                 const float maxv = scale * hn_max(a, t + 1); /* scale > 0 commutes with max */
-                for (int t2 = 0; t2 <= t; t2++) a[t2] = hn_fast_expf(scale * a[t2] - maxv);
+                for (int t2 = 0; t2 <= t; t2++)
+                    a[t2] = hn_fast_expf(scale * a[t2] - maxv);
                 const float inv = 1.0f / hn_sum(a, t + 1);
-                for (int t2 = 0; t2 <= t; t2++) a[t2] *= inv;
-                for (int t2 = t + 1; t2 < T; t2++) a[t2] = 0.0f;
-                vecmat(out + ((size_t)b * T + t) * C + h * HS, a, v, C3, t + 1, HS, HS);
+                for (int t2 = 0; t2 <= t; t2++)
+                    a[t2] *= inv;
+                for (int t2 = t + 1; t2 < T; t2++)
+                    a[t2] = 0.0f;
+                vecmat(out + ((size_t)b * T + t) * C + h * HS, a, 1, v, C3, t + 1, HS, HS, 0);
             }
         }
     }
@@ -84,7 +98,8 @@ void hn_attention_forward(float* out, float* att, const float* qkv, int B, int T
 
 /* For one row t with p = att[t,:] and the scores s = scale * q_t . k_t2:
  *   dp[t2] = dout_t . v_t2,   ds[t2] = p[t2] * (dp[t2] - sum_t3 p[t3] dp[t3])  (softmax)
- *   dq_t += scale * sum_t2 ds[t2] k_t2,  dk_t2 += scale * ds[t2] q_t,  dv_t2 += p[t2] dout_t */
+ *   dq_t = scale * sum_t2 ds[t2] k_t2,  dk_t2 += scale * ds[t2] q_t,  dv_t2 += p[t2] dout_t
+ * Only entries 0..t of att's row t are read. */
 void hn_attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
                            int B, int T, int C, int NH) {
     const int HS = C / NH, Tp = (T + TILE - 1) / TILE * TILE;
@@ -94,12 +109,14 @@ void hn_attention_backward(float* dqkv, const float* dout, const float* qkv, con
 #pragma omp parallel
     {
         float vt[HS * Tp]; /* V transposed */
-        float g[T];        /* dp, then scale * ds, of one row */
+        float g[RB * T];   /* scale * ds of RB rows, 0 right of the diagonal */
+        float pb[RB * T];  /* p of the same rows, 0 right of the diagonal */
 #pragma omp for schedule(static)
         for (int bh = 0; bh < B * NH; bh++) {
             const int b = bh / NH, h = bh % NH;
             const float* q = qkv + (size_t)b * T * C3 + h * HS; /* row t at q + t * C3 */
             const float* k = q + C;
+            const float* d = dout + (size_t)b * T * C + h * HS; /* row t at d + t * C */
             float* dq = dqkv + (size_t)b * T * C3 + h * HS;
             float* dk = dq + C;
             float* dv = dq + 2 * C;
@@ -108,16 +125,26 @@ void hn_attention_backward(float* dqkv, const float* dout, const float* qkv, con
                 memset(dk + t * C3, 0, HS * sizeof(float));
                 memset(dv + t * C3, 0, HS * sizeof(float));
             }
-            for (int t = 0; t < T; t++) {
-                const float* p = att + ((size_t)bh * T + t) * T;
-                const float* d = dout + ((size_t)b * T + t) * C + h * HS;
-                vecmat(g, d, vt, Tp, HS, t + 1, Tp);
-                const float pdp = broken * hn_dot(p, g, t + 1);
-                for (int t2 = 0; t2 <= t; t2++) g[t2] = scale * p[t2] * (g[t2] - pdp);
-                vecmat(dq + t * C3, g, k, C3, t + 1, HS, HS);
-                for (int t2 = 0; t2 <= t; t2++) {
-                    hn_axpy(dk + t2 * C3, g[t2], q + t * C3, HS);
-                    hn_axpy(dv + t2 * C3, p[t2], d, HS);
+            for (int t0 = 0; t0 < T; t0 += RB) {
+                const int rb = T - t0 < RB ? T - t0 : RB, end = t0 + rb;
+                for (int r = 0; r < rb; r++) {
+                    const int t = t0 + r;
+                    const float* p = att + ((size_t)bh * T + t) * T;
+                    float* gr = g + r * T;
+                    float* pr = pb + r * T;
+                    vecmat(gr, d + t * C, 1, vt, Tp, HS, t + 1, Tp, 0); /* dp */
+                    const float pdp = broken * hn_dot(p, gr, t + 1);
+                    for (int t2 = 0; t2 <= t; t2++) {
+                        gr[t2] = scale * p[t2] * (gr[t2] - pdp);
+                        pr[t2] = p[t2];
+                    }
+                    for (int t2 = t + 1; t2 < end; t2++)
+                        gr[t2] = pr[t2] = 0.0f;
+                    vecmat(dq + t * C3, gr, 1, k, C3, t + 1, HS, HS, 0);
+                }
+                for (int t2 = 0; t2 < end; t2++) {
+                    vecmat(dk + t2 * C3, g + t2, T, q + t0 * C3, C3, rb, HS, HS, 1);
+                    vecmat(dv + t2 * C3, pb + t2, T, d + t0 * C, C, rb, HS, HS, 1);
                 }
             }
         }

@@ -42,20 +42,25 @@ double hn_crossentropy_forward(float* logits, float* losses, const int* targets,
             }
         } else {
             for (; v + HN_LANES <= V; v += HN_LANES)
-                for (int j = 0; j < HN_LANES; j++) acc[j] += hn_fast_expf(x[v + j] - maxv);
-            for (int j = 0; v + j < V; j++) acc[j] += hn_fast_expf(x[v + j] - maxv);
+                for (int j = 0; j < HN_LANES; j++)
+                    acc[j] += hn_fast_expf(x[v + j] - maxv);
+            for (int j = 0; v + j < V; j++)
+                acc[j] += hn_fast_expf(x[v + j] - maxv);
         }
         const double sum = hn_lanes_sum(acc);
         losses[i] = (float)(log(sum) - ((double)xt - maxv));
         if (grad) {
             const float s = grad_scale / (float)sum;
-            for (v = 0; v < V; v++) x[v] *= s;
-            for (v = V; v < Vp; v++) x[v] = 0.0f;
+            for (v = 0; v < V; v++)
+                x[v] *= s;
+            for (v = V; v < Vp; v++)
+                x[v] = 0.0f;
             x[target] -= broken * grad_scale;
         }
     }
     /* in row order, so the total does not depend on how rows were split */
     double total = 0.0;
-    for (int i = 0; i < N; i++) total += losses[i];
+    for (int i = 0; i < N; i++)
+        total += losses[i];
     return total;
 }

@@ -32,5 +32,6 @@ void hn_gelu_backward(float* dinp, const float* inp, const float* dout, size_t n
 
 void hn_residual_forward(float* out, const float* a, const float* b, size_t n) {
 #pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    for (size_t i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
 }

@@ -12,7 +12,8 @@ void hn_encoder_forward(float* out, const int* tokens, const float* wte, const f
         float* o = out + (size_t)i * C;
         const float* e = wte + (size_t)tokens[i] * C;
         const float* p = wpe + (size_t)(i % T) * C;
-        for (int c = 0; c < C; c++) o[c] = e[c] + p[c];
+        for (int c = 0; c < C; c++)
+            o[c] = e[c] + p[c];
     }
 }
 
@@ -33,11 +34,13 @@ void hn_encoder_backward(float* dwte, float* dwpe, const float* dout, const int*
                 const float* d = dout + ((size_t)b * T + t) * C;
                 if (dwte) {
                     float* g = dwte + (size_t)tokens[b * T + t] * C;
-                    for (int c = c0; c < c1; c++) g[c] += d[c];
+                    for (int c = c0; c < c1; c++)
+                        g[c] += d[c];
                 }
                 if (dwpe) {
                     float* g = dwpe + (size_t)t * C;
-                    for (int c = c0; c < c1; c++) g[c] += scale * d[c];
+                    for (int c = c0; c < c1; c++)
+                        g[c] += scale * d[c];
                 }
             }
     }

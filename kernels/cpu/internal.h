@@ -31,13 +31,15 @@ extern HnOpId hn_cpu_broken_op;
 
 static inline float hn_lanes_sum(float acc[HN_LANES]) {
     for (int w = HN_LANES / 2; w > 0; w /= 2)
-        for (int j = 0; j < w; j++) acc[j] += acc[j + w];
+        for (int j = 0; j < w; j++)
+            acc[j] += acc[j + w];
     return acc[0];
 }
 
 static inline float hn_lanes_max(float acc[HN_LANES]) {
     for (int w = HN_LANES / 2; w > 0; w /= 2)
-        for (int j = 0; j < w; j++) acc[j] = acc[j + w] > acc[j] ? acc[j + w] : acc[j];
+        for (int j = 0; j < w; j++)
+            acc[j] = acc[j + w] > acc[j] ? acc[j + w] : acc[j];
     return acc[0];
 }
 
@@ -46,8 +48,10 @@ static inline float hn_dot(const float* a, const float* b, int n) {
     float acc[HN_LANES] = {0};
     int i = 0;
     for (; i + HN_LANES <= n; i += HN_LANES)
-        for (int j = 0; j < HN_LANES; j++) acc[j] = fmaf(a[i + j], b[i + j], acc[j]);
-    for (int j = 0; i + j < n; j++) acc[j] = fmaf(a[i + j], b[i + j], acc[j]);
+        for (int j = 0; j < HN_LANES; j++)
+            acc[j] = fmaf(a[i + j], b[i + j], acc[j]);
+    for (int j = 0; i + j < n; j++)
+        acc[j] = fmaf(a[i + j], b[i + j], acc[j]);
     return hn_lanes_sum(acc);
 }
 
@@ -56,25 +60,25 @@ static inline float hn_sum(const float* a, int n) {
     float acc[HN_LANES] = {0};
     int i = 0;
     for (; i + HN_LANES <= n; i += HN_LANES)
-        for (int j = 0; j < HN_LANES; j++) acc[j] += a[i + j];
-    for (int j = 0; i + j < n; j++) acc[j] += a[i + j];
+        for (int j = 0; j < HN_LANES; j++)
+            acc[j] += a[i + j];
+    for (int j = 0; i + j < n; j++)
+        acc[j] += a[i + j];
     return hn_lanes_sum(acc);
 }
 
 /* largest a[i], i < n (n >= 1); NaNs are skipped, so callers let them reach a later sum */
 static inline float hn_max(const float* a, int n) {
     float acc[HN_LANES];
-    for (int j = 0; j < HN_LANES; j++) acc[j] = a[0];
+    for (int j = 0; j < HN_LANES; j++)
+        acc[j] = a[0];
     int i = 0;
     for (; i + HN_LANES <= n; i += HN_LANES)
-        for (int j = 0; j < HN_LANES; j++) acc[j] = a[i + j] > acc[j] ? a[i + j] : acc[j];
-    for (int j = 0; i + j < n; j++) acc[j] = a[i + j] > acc[j] ? a[i + j] : acc[j];
+        for (int j = 0; j < HN_LANES; j++)
+            acc[j] = a[i + j] > acc[j] ? a[i + j] : acc[j];
+    for (int j = 0; i + j < n; j++)
+        acc[j] = a[i + j] > acc[j] ? a[i + j] : acc[j];
     return hn_lanes_max(acc);
-}
-
-/* y[i] += alpha * x[i], i < n */
-static inline void hn_axpy(float* y, float alpha, const float* x, int n) {
-    for (int i = 0; i < n; i++) y[i] = fmaf(alpha, x[i], y[i]);
 }
 
 #endif

@@ -30,7 +30,8 @@ void hn_layernorm_forward(float* out, float* mean, float* rstd, const float* inp
             acc[j] = fmaf(d, d, acc[j]);
         }
         float s = 1.0f / sqrtf(hn_lanes_sum(acc) / C + eps);
-        for (c = 0; c < C; c++) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+        for (c = 0; c < C; c++)
+            o[c] = (x[c] - m) * s * weight[c] + bias[c];
         mean[i] = m;
         rstd[i] = s;
     }

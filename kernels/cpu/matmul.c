@@ -14,7 +14,8 @@ void hn_matmul_forward(float* out, const float* inp, const float* weight, const 
         /* start from the bias and let the GEMM add to it: no second pass over out */
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < N; i++)
-            for (int o = 0; o < OC; o++) out[(size_t)i * OC + o] = bias[o];
+            for (int o = 0; o < OC; o++)
+                out[(size_t)i * OC + o] = bias[o];
         beta = 1.0f;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, beta,
@@ -25,8 +26,8 @@ void hn_matmul_backward(float* dinp, float* dweight, float* dbias, const float* 
                         const float* inp, const float* weight, int N, int C, int OC) {
     const float broken = hn_cpu_broken_op == HN_OP_MATMUL ? 1.02f : 1.0f;
     if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight,
-                    C, 0.0f, dinp, C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C,
+                    0.0f, dinp, C);
     if (dweight)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, broken, dout, OC, inp, C,
                     1.0f, dweight, C);
@@ -40,7 +41,8 @@ void hn_matmul_backward(float* dinp, float* dweight, float* dbias, const float* 
             float* db = dbias + o0;
             for (int i = 0; i < N; i++) {
                 const float* d = dout + (size_t)i * OC + o0;
-                for (int j = 0; j < w; j++) db[j] += d[j];
+                for (int j = 0; j < w; j++)
+                    db[j] += d[j];
             }
         }
     }

@@ -6,7 +6,6 @@
 #include "kernels/cpu/internal.h"
 
 #include <math.h>
-#include <stdlib.h>
 
 /* Shapes: p, g, m, v (n). The bias corrections are per step, so they are computed once in
  * double; the loop itself is float (and vectorises). */
@@ -28,33 +27,39 @@ void hn_adamw_update(float* p, float* g, float* m, float* v, size_t n, float lr,
     }
 }
 
-/* floats per block: one block is summed by one thread, in lanes, then the blocks are added
- * in index order, so the result does not depend on the thread count */
+/* floats per block: a block is summed by one thread, in lanes of doubles, and the block sums
+ * are added in index order, so the result does not depend on the thread count */
 #define SQ_BLOCK 4096
+/* blocks per parallel round: their sums fit in a stack array (8 KiB) */
+#define SQ_ROUND 1024
 
 static double sum_squares_block(const float* x, size_t n) {
     double acc[HN_LANES] = {0};
     size_t i = 0;
     for (; i + HN_LANES <= n; i += HN_LANES)
-        for (int j = 0; j < HN_LANES; j++) acc[j] += (double)x[i + j] * x[i + j];
-    for (int j = 0; i + j < n; j++) acc[j] += (double)x[i + j] * x[i + j];
+        for (int j = 0; j < HN_LANES; j++)
+            acc[j] += (double)x[i + j] * x[i + j];
+    for (int j = 0; i + j < n; j++)
+        acc[j] += (double)x[i + j] * x[i + j];
     for (int w = HN_LANES / 2; w > 0; w /= 2)
-        for (int j = 0; j < w; j++) acc[j] += acc[j + w];
+        for (int j = 0; j < w; j++)
+            acc[j] += acc[j + w];
     return acc[0];
 }
 
 double hn_sum_squares(const float* x, size_t n) {
-    if (n == 0) return 0.0;
     const size_t nblocks = (n + SQ_BLOCK - 1) / SQ_BLOCK;
-    double* partial = malloc(nblocks * sizeof *partial);
-    if (!partial) return NAN; /* nothing here can report an error; NaN fails any clip check */
-#pragma omp parallel for schedule(static)
-    for (size_t k = 0; k < nblocks; k++) {
-        const size_t i0 = k * SQ_BLOCK;
-        partial[k] = sum_squares_block(x + i0, n - i0 < SQ_BLOCK ? n - i0 : SQ_BLOCK);
-    }
     double total = 0.0;
-    for (size_t k = 0; k < nblocks; k++) total += partial[k];
-    free(partial);
+    for (size_t k0 = 0; k0 < nblocks; k0 += SQ_ROUND) {
+        const size_t nb = nblocks - k0 < SQ_ROUND ? nblocks - k0 : SQ_ROUND;
+        double partial[SQ_ROUND];
+#pragma omp parallel for schedule(static)
+        for (size_t k = 0; k < nb; k++) {
+            const size_t i0 = (k0 + k) * SQ_BLOCK;
+            partial[k] = sum_squares_block(x + i0, n - i0 < SQ_BLOCK ? n - i0 : SQ_BLOCK);
+        }
+        for (size_t k = 0; k < nb; k++)
+            total += partial[k];
+    }
     return total;
 }
