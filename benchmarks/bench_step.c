@@ -40,9 +40,12 @@ static double median(double* x, int n) {
  * issues them: out = inp W^T; dinp = dout W; dW += dout^T inp */
 static void linear_gemms(float* out, const float* inp, const float* w, float* dinp, float* dw,
                          int N, int C, int OC) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, out, OC, w, C, 0.0f, dinp, C);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, out, OC, inp, C, 1.0f, dw, C);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out,
+                OC);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, out, OC, w, C, 0.0f,
+                dinp, C);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, out, OC, inp, C, 1.0f, dw,
+                C);
 }
 
 /* every GEMM of one training step, on the model's own buffers */
@@ -63,10 +66,14 @@ static void gemm_step(HnModel* m, int B, int T) {
 int main(int argc, char** argv) {
     int threads = 2, steps = 5, B = 4, T = 64;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--batch")) B = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--seq")) T = atoi(argv[i + 1]);
+        if (!strcmp(argv[i], "--threads"))
+            threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--steps"))
+            steps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--batch"))
+            B = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--seq"))
+            T = atoi(argv[i + 1]);
         else {
             fprintf(stderr, "usage: bench_step [--threads N] [--steps S] [--batch B] [--seq T]\n");
             return 2;
@@ -77,14 +84,27 @@ int main(int argc, char** argv) {
         return 2;
     }
     omp_set_num_threads(threads);
-    HnModelConfig cfg = {.L = 12, .C = 768, .NH = 12, .V = 50257, .Vp = hn_model_padded_vocab(50257),
-                         .maxT = 1024, .eps = 1e-5f};
+    HnModelConfig cfg = {.L = 12,
+                         .C = 768,
+                         .NH = 12,
+                         .V = 50257,
+                         .Vp = hn_model_padded_vocab(50257),
+                         .maxT = 1024,
+                         .eps = 1e-5f};
     HnModel m;
     HnOptimizer opt;
-    HnOptimConfig oc = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f,
-                        .clip = 1.0f, .min_lr_ratio = 0.1f, .warmup = 0, .steps = 1000,
+    HnOptimConfig oc = {.lr = 1e-4f,
+                        .beta1 = 0.9f,
+                        .beta2 = 0.95f,
+                        .eps = 1e-8f,
+                        .weight_decay = 0.1f,
+                        .clip = 1.0f,
+                        .min_lr_ratio = 0.1f,
+                        .warmup = 0,
+                        .steps = 1000,
                         .schedule = HN_SCHED_COSINE};
-    if (hn_model_create(&m, &cfg, B, T) != HN_OK || hn_optim_create(&opt, &oc, &m.params) != HN_OK) {
+    if (hn_model_create(&m, &cfg, B, T) != HN_OK ||
+        hn_optim_create(&opt, &oc, &m.params) != HN_OK) {
         fprintf(stderr, "bench_step: %s\n", hn_error_message());
         return 1;
     }
@@ -94,7 +114,8 @@ int main(int argc, char** argv) {
     int* tokens = malloc((size_t)B * T * sizeof(int));
     int* targets = malloc((size_t)B * T * sizeof(int));
     srand(1);
-    for (int i = 0; i < B * T; i++) tokens[i] = rand() % cfg.V, targets[i] = rand() % cfg.V;
+    for (int i = 0; i < B * T; i++)
+        tokens[i] = rand() % cfg.V, targets[i] = rand() % cfg.V;
 
     int warmup = 2;
     double* ms = malloc((size_t)steps * sizeof *ms);
@@ -117,10 +138,12 @@ int main(int argc, char** argv) {
         if (s >= 0) gemm_ms[s] = now_ms() - t0;
     }
     double step_med = median(ms, steps), gemm_med = median(gemm_ms, steps);
-    printf("{\"impl\":\"hone\",\"threads\":%d,\"B\":%d,\"T\":%d,\"median_ms\":%.1f,\"gemm_floor_ms\":%.1f,"
+    printf("{\"impl\":\"hone\",\"threads\":%d,\"B\":%d,\"T\":%d,\"median_ms\":%.1f,\"gemm_floor_"
+           "ms\":%.1f,"
            "\"ratio_to_floor\":%.3f,\"peak_rss_mb\":%.0f,\"loss\":%.4f,\"all_ms\":[",
            threads, B, T, step_med, gemm_med, step_med / gemm_med, peak_mb, loss);
-    for (int s = 0; s < steps; s++) printf("%s%.1f", s ? "," : "", ms[s]);
+    for (int s = 0; s < steps; s++)
+        printf("%s%.1f", s ? "," : "", ms[s]);
     printf("]}\n");
     free(ms), free(gemm_ms), free(tokens), free(targets);
     hn_optim_free(&opt);

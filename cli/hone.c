@@ -26,7 +26,9 @@ static int usage_error(const char* cmd, const char* fmt, const char* arg) {
     return 2;
 }
 
-static int is_help(const char* a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }
+static int is_help(const char* a) {
+    return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
+}
 
 static const char* TRAIN_HELP =
     "usage: hone train CONFIG.yaml [--set key=value ...]\n"
@@ -100,8 +102,8 @@ static int parse_number(const char* s, double* out) {
 }
 
 static int cmd_prepare(int argc, char** argv) {
-    HnPrepareOptions opt = {.tokenizer = "byte", .val_fraction = 0.05, .shard_tokens = 100000000,
-                            .seed = 1337};
+    HnPrepareOptions opt = {
+        .tokenizer = "byte", .val_fraction = 0.05, .shard_tokens = 100000000, .seed = 1337};
     const char** inputs = calloc((size_t)argc + 1, sizeof *inputs);
     int n = 0;
     for (int i = 0; i < argc; i++) {
@@ -113,25 +115,33 @@ static int cmd_prepare(int argc, char** argv) {
             return 0;
         }
         int takes_value = !strcmp(a, "-o") || !strcmp(a, "--out") || !strcmp(a, "--tokenizer") ||
-                          !strcmp(a, "--encoder") || !strcmp(a, "--merges") || !strcmp(a, "--val") ||
-                          !strcmp(a, "--shard-tokens") || !strcmp(a, "--seed");
+                          !strcmp(a, "--encoder") || !strcmp(a, "--merges") ||
+                          !strcmp(a, "--val") || !strcmp(a, "--shard-tokens") ||
+                          !strcmp(a, "--seed");
         if (takes_value && i + 1 >= argc) {
             free(inputs);
             return usage_error("prepare", "%s needs a value", a);
         }
-        if (!strcmp(a, "-o") || !strcmp(a, "--out")) opt.out_dir = argv[++i];
-        else if (!strcmp(a, "--tokenizer")) opt.tokenizer = argv[++i];
-        else if (!strcmp(a, "--encoder")) opt.encoder = argv[++i];
-        else if (!strcmp(a, "--merges")) opt.merges = argv[++i];
+        if (!strcmp(a, "-o") || !strcmp(a, "--out"))
+            opt.out_dir = argv[++i];
+        else if (!strcmp(a, "--tokenizer"))
+            opt.tokenizer = argv[++i];
+        else if (!strcmp(a, "--encoder"))
+            opt.encoder = argv[++i];
+        else if (!strcmp(a, "--merges"))
+            opt.merges = argv[++i];
         else if (takes_value) {
             const char* v = argv[++i];
             if (!parse_number(v, &x) || x < 0) {
                 free(inputs);
                 return usage_error("prepare", "bad number '%s'", v);
             }
-            if (!strcmp(a, "--val")) opt.val_fraction = x;
-            else if (!strcmp(a, "--shard-tokens")) opt.shard_tokens = (size_t)x;
-            else opt.seed = (unsigned long long)x;
+            if (!strcmp(a, "--val"))
+                opt.val_fraction = x;
+            else if (!strcmp(a, "--shard-tokens"))
+                opt.shard_tokens = (size_t)x;
+            else
+                opt.seed = (unsigned long long)x;
         } else if (a[0] == '-' && a[1] != '\0') {
             free(inputs);
             return usage_error("prepare", "unknown option '%s'", a);
@@ -149,8 +159,10 @@ static int cmd_prepare(int argc, char** argv) {
     int rc = hn_prepare(&opt, &st);
     free(inputs);
     if (rc != HN_OK) return fail();
-    printf("prepared %d documents: %zu train tokens in %d shard(s), %zu validation tokens in %d shard(s) -> %s\n",
-           st.documents, st.train_tokens, st.train_shards, st.val_tokens, st.val_shards, opt.out_dir);
+    printf("prepared %d documents: %zu train tokens in %d shard(s), %zu validation tokens in %d "
+           "shard(s) -> %s\n",
+           st.documents, st.train_tokens, st.train_shards, st.val_tokens, st.val_shards,
+           opt.out_dir);
     return 0;
 }
 

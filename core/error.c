@@ -14,6 +14,10 @@ int hn_error(const char* fmt, ...) {
     return HN_ERR;
 }
 
-const char* hn_error_message(void) { return hn_error_text; }
+const char* hn_error_message(void) {
+    return hn_error_text;
+}
 
-void hn_error_clear(void) { hn_error_text[0] = '\0'; }
+void hn_error_clear(void) {
+    hn_error_text[0] = '\0';
+}

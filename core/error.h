@@ -9,7 +9,8 @@
 #define HN_OK 0
 #define HN_ERR (-1)
 
-/* record the error text (printf-style); always returns HN_ERR so callers can `return hn_error(...)` */
+/* record the error text (printf-style); always returns HN_ERR so callers can `return hn_error(...)`
+ */
 int hn_error(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 /* the last recorded error of this thread ("" if none) */
 const char* hn_error_message(void);

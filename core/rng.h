@@ -21,7 +21,8 @@ static inline uint64_t hn_splitmix64(uint64_t* x) {
 }
 
 static inline void hn_rng_seed(HnRng* r, uint64_t seed) {
-    for (int i = 0; i < 4; i++) r->s[i] = hn_splitmix64(&seed);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = hn_splitmix64(&seed);
 }
 
 static inline uint64_t hn_rng_next(HnRng* r) {
@@ -37,7 +38,9 @@ static inline uint64_t hn_rng_next(HnRng* r) {
 }
 
 /* uniform in [0, 1) with 24 random bits */
-static inline float hn_rng_uniform(HnRng* r) { return (float)(hn_rng_next(r) >> 40) * (1.0f / 16777216.0f); }
+static inline float hn_rng_uniform(HnRng* r) {
+    return (float)(hn_rng_next(r) >> 40) * (1.0f / 16777216.0f);
+}
 
 /* uniform integer in [0, n), n > 0 (Lemire's multiply-shift; the tiny bias is irrelevant here) */
 static inline uint64_t hn_rng_below(HnRng* r, uint64_t n) {

@@ -39,8 +39,10 @@ int hn_shard_write(const char* path, const int* ids, size_t n) {
     for (size_t i = 0; ok && i < n; i += CHUNK) {
         size_t k = n - i < CHUNK ? n - i : CHUNK;
         for (size_t j = 0; j < k; j++) {
-            if (version == 1) buf.u16[j] = (uint16_t)ids[i + j];
-            else buf.u32[j] = (uint32_t)ids[i + j];
+            if (version == 1)
+                buf.u16[j] = (uint16_t)ids[i + j];
+            else
+                buf.u32[j] = (uint32_t)ids[i + j];
         }
         ok = fwrite(&buf, version == 1 ? 2 : 4, k, f) == k;
     }
@@ -74,7 +76,8 @@ static int shard_open(HnShard* s, const char* path) {
     int32_t h[3];
     memcpy(h, s->map, sizeof h);
     if (h[0] != HN_SHARD_MAGIC)
-        return hn_error("%s: not a token shard (bad magic %d) — make shards with `hone prepare`", path, h[0]);
+        return hn_error("%s: not a token shard (bad magic %d) — make shards with `hone prepare`",
+                        path, h[0]);
     if (h[1] != 1 && h[1] != 2)
         return hn_error("%s: unsupported shard version %d (1 and 2 are known)", path, h[1]);
     if (h[2] < 0) return hn_error("%s: negative token count", path);
@@ -82,8 +85,9 @@ static int shard_open(HnShard* s, const char* path) {
     s->ntok = (size_t)h[2];
     size_t want = HN_SHARD_HEADER_INTS * 4 + s->ntok * (s->version == 1 ? 2 : 4);
     if (s->map_size != want)
-        return hn_error("%s: header says %zu tokens (%zu bytes) but the file has %zu bytes — truncated?",
-                        path, s->ntok, want, s->map_size);
+        return hn_error(
+            "%s: header says %zu tokens (%zu bytes) but the file has %zu bytes — truncated?", path,
+            s->ntok, want, s->map_size);
     return HN_OK;
 }
 
@@ -105,7 +109,9 @@ static inline int shard_token(const HnShard* s, size_t i) {
     return v > (uint32_t)INT32_MAX ? -1 : (int)v;
 }
 
-static size_t shard_windows(const HnShard* s, int T) { return s->ntok ? (s->ntok - 1) / (size_t)T : 0; }
+static size_t shard_windows(const HnShard* s, int T) {
+    return s->ntok ? (s->ntok - 1) / (size_t)T : 0;
+}
 
 static void shuffle_u32(HnRng* rng, uint32_t* a, size_t n) {
     for (size_t i = n; i > 1; i--) {
@@ -124,7 +130,8 @@ static int enter_shard(HnLoader* ld) {
     uint32_t* order = realloc(ld->window_order, (n ? n : 1) * sizeof *order);
     if (!order) return hn_error("out of memory");
     ld->window_order = order;
-    for (size_t i = 0; i < n; i++) order[i] = (uint32_t)i;
+    for (size_t i = 0; i < n; i++)
+        order[i] = (uint32_t)i;
     if (ld->shuffle) shuffle_u32(&ld->rng, order, n);
     ld->nwindows = n;
     ld->window_pos = 0;
@@ -132,7 +139,8 @@ static int enter_shard(HnLoader* ld) {
 }
 
 static int start_epoch(HnLoader* ld) {
-    for (int i = 0; i < ld->nshards; i++) ld->shard_order[i] = i;
+    for (int i = 0; i < ld->nshards; i++)
+        ld->shard_order[i] = i;
     if (ld->shuffle)
         for (int i = ld->nshards; i > 1; i--) {
             int j = (int)hn_rng_below(&ld->rng, (uint64_t)i);
@@ -173,13 +181,15 @@ int hn_loader_open(HnLoader* ld, const char* pattern, int B, int T, int vocab, i
     }
     globfree(&g);
     if (hn_loader_windows(ld) == 0)
-        return hn_error("'%s' has no sequence of %d tokens (seq %d + 1): the data is too small for data.seq",
-                        pattern, T + 1, T);
+        return hn_error(
+            "'%s' has no sequence of %d tokens (seq %d + 1): the data is too small for data.seq",
+            pattern, T + 1, T);
     return start_epoch(ld);
 }
 
 void hn_loader_close(HnLoader* ld) {
-    for (int i = 0; i < ld->nshards; i++) shard_close(&ld->shards[i]);
+    for (int i = 0; i < ld->nshards; i++)
+        shard_close(&ld->shards[i]);
     free(ld->shards);
     free(ld->shard_order);
     free(ld->window_order);
@@ -188,7 +198,8 @@ void hn_loader_close(HnLoader* ld) {
 
 size_t hn_loader_windows(const HnLoader* ld) {
     size_t n = 0;
-    for (int i = 0; i < ld->nshards; i++) n += shard_windows(&ld->shards[i], ld->T);
+    for (int i = 0; i < ld->nshards; i++)
+        n += shard_windows(&ld->shards[i], ld->T);
     return n;
 }
 
@@ -208,8 +219,9 @@ int hn_loader_next(HnLoader* ld, int* tokens, int* targets) {
         for (int t = 0; t <= T; t++) {
             int id = shard_token(s, start + (size_t)t);
             if (id < 0 || id >= ld->vocab)
-                return hn_error("%s: token %d at position %zu is out of range for a vocabulary of %d",
-                                s->path, id, start + (size_t)t, ld->vocab);
+                return hn_error(
+                    "%s: token %d at position %zu is out of range for a vocabulary of %d", s->path,
+                    id, start + (size_t)t, ld->vocab);
             if (t < T) tokens[b * T + t] = id;
             if (t > 0) targets[b * T + t - 1] = id;
         }

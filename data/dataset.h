@@ -40,9 +40,9 @@ typedef struct {
     HnRng rng;
     /* cursor: where the next batch starts */
     int epoch;
-    int shard_pos;        /* index into shard_order */
-    size_t window_pos;    /* index into window_order */
-    int* shard_order;     /* nshards */
+    int shard_pos;          /* index into shard_order */
+    size_t window_pos;      /* index into window_order */
+    int* shard_order;       /* nshards */
     uint32_t* window_order; /* windows of the current shard */
     size_t nwindows;
 } HnLoader;

@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/rng.h"
 #include "data/dataset.h"
 #include "data/tokenizer.h"
@@ -54,7 +54,8 @@ static int write_shards(const char* dir, const char* split, const int* ids, size
     return HN_OK;
 }
 
-static int write_meta(const HnPrepareOptions* opt, const HnTokenizer* tok, const HnPrepareStats* st) {
+static int write_meta(const HnPrepareOptions* opt, const HnTokenizer* tok,
+                      const HnPrepareStats* st) {
     char path[PATH_MAX], tmp[PATH_MAX + 8];
     snprintf(path, sizeof path, "%s/meta.json", opt->out_dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -118,7 +119,8 @@ int hn_prepare(const HnPrepareOptions* opt, HnPrepareStats* st) {
         free(text);
     }
     if (rc == HN_OK) starts[opt->ninputs] = all.n;
-    if (rc == HN_OK && all.n == 0) rc = hn_error("the corpus is empty: the input files hold no text");
+    if (rc == HN_OK && all.n == 0)
+        rc = hn_error("the corpus is empty: the input files hold no text");
 
     /* choose validation documents: a seeded shuffle of the non-empty ones */
     int* ndoc = NULL;
@@ -129,7 +131,7 @@ int hn_prepare(const HnPrepareOptions* opt, HnPrepareStats* st) {
             if (starts[i + 1] > starts[i]) ndoc[ndocs++] = i;
         if (!ndoc) rc = hn_error("out of memory");
     }
-    int* ids_train = NULL, *ids_val = NULL;
+    int *ids_train = NULL, *ids_val = NULL;
     size_t ntrain = 0, nval = 0;
     if (rc == HN_OK) {
         st->documents = ndocs;
@@ -151,7 +153,8 @@ int hn_prepare(const HnPrepareOptions* opt, HnPrepareStats* st) {
             }
             char* is_val = calloc((size_t)opt->ninputs, 1);
             if (!is_val) rc = hn_error("out of memory");
-            for (int k = 0; is_val && k < nv; k++) is_val[ndoc[k]] = 1;
+            for (int k = 0; is_val && k < nv; k++)
+                is_val[ndoc[k]] = 1;
             for (int i = 0; is_val && i < opt->ninputs; i++) {
                 size_t a = starts[i], n = starts[i + 1] - a;
                 if (is_val[i]) {
@@ -170,10 +173,10 @@ int hn_prepare(const HnPrepareOptions* opt, HnPrepareStats* st) {
             memcpy(ids_val, all.ids + ntrain, nval * sizeof(int));
         }
     }
-    if (rc == HN_OK && mkdir(opt->out_dir, 0777) != 0 && errno != EEXIST)
-        rc = hn_error("cannot create %s: %s", opt->out_dir, strerror(errno));
+    if (rc == HN_OK) rc = hn_mkdirs(opt->out_dir);
     if (rc == HN_OK)
-        rc = write_shards(opt->out_dir, "train", ids_train, ntrain, opt->shard_tokens, &st->train_shards);
+        rc = write_shards(opt->out_dir, "train", ids_train, ntrain, opt->shard_tokens,
+                          &st->train_shards);
     if (rc == HN_OK)
         rc = write_shards(opt->out_dir, "val", ids_val, nval, opt->shard_tokens, &st->val_shards);
     st->train_tokens = ntrain;
@@ -204,14 +207,17 @@ int hn_data_meta_read(const char* dir, HnDataMeta* meta) {
     const cJSON* mer = cJSON_GetObjectItemCaseSensitive(j, "merges");
     int rc = HN_OK;
     if (!cJSON_IsObject(j) || !cJSON_IsString(tk) || !cJSON_IsNumber(vs) || !cJSON_IsNumber(eos) ||
-        vs->valuedouble < 1 || vs->valuedouble > 1 << 24 || strlen(tk->valuestring) >= sizeof meta->tokenizer)
+        vs->valuedouble < 1 || vs->valuedouble > 1 << 24 ||
+        strlen(tk->valuestring) >= sizeof meta->tokenizer)
         rc = hn_error("%s is malformed (needs tokenizer, vocab_size, eos)", path);
     if (rc == HN_OK) {
         strcpy(meta->tokenizer, tk->valuestring);
         meta->vocab_size = vs->valueint;
         meta->eos = eos->valueint;
-        if (cJSON_IsString(enc)) snprintf(meta->encoder, sizeof meta->encoder, "%s", enc->valuestring);
-        if (cJSON_IsString(mer)) snprintf(meta->merges, sizeof meta->merges, "%s", mer->valuestring);
+        if (cJSON_IsString(enc))
+            snprintf(meta->encoder, sizeof meta->encoder, "%s", enc->valuestring);
+        if (cJSON_IsString(mer))
+            snprintf(meta->merges, sizeof meta->merges, "%s", mer->valuestring);
     }
     cJSON_Delete(j);
     return rc;

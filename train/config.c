@@ -80,9 +80,11 @@ static const Key KEYS[] = {
 
     KEY(train, steps, KEY_INT, "100", NULL, "optimizer steps"),
     KEY(train, seed, KEY_INT, "1337", NULL, "seed of the initialisation, shuffling and sampling"),
-    KEY(train, device, KEY_STR, "auto", "auto|cpu|cuda", "auto = cuda when there is a GPU"),
+    KEY(train, device, KEY_STR, "auto", "auto|cpu|cuda",
+        "compute device; auto = the CPU until the CUDA backend trains"),
     KEY(train, threads, KEY_INT, "0", NULL, "CPU threads; 0 = all cores"),
-    KEY(train, out, KEY_STR, "runs/default", NULL, "run folder: config, metrics, checkpoints"),
+    KEY(train, out, KEY_STR, "runs/default", NULL,
+        "run folder: the resolved config and metrics.jsonl"),
     KEY(train, log_every, KEY_INT, "10", NULL, "steps between training-loss log lines"),
     KEY(train, eval_every, KEY_INT, "0", NULL, "steps between evaluations; 0 = only at the end"),
     KEY(train, eval_batches, KEY_INT, "8", NULL, "validation batches per evaluation"),

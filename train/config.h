@@ -29,7 +29,7 @@ typedef struct {
         float init_std; /* std of the normal initialisation of weights */
     } model;
     struct {
-        char type[16];    /* auto | byte | gpt2 | none */
+        char type[16]; /* auto | byte | gpt2 | none */
         char encoder[HN_STR];
         char merges[HN_STR];
     } tokenizer;
@@ -45,22 +45,22 @@ typedef struct {
         float weight_decay;
         float betas[2];
         float eps;
-        char schedule[16]; /* cosine | linear | constant */
-        int warmup;        /* linear warm-up steps */
+        char schedule[16];  /* cosine | linear | constant */
+        int warmup;         /* linear warm-up steps */
         float min_lr_ratio; /* lr at the end of the decay, as a fraction of lr */
-        float clip;        /* global-norm gradient clipping; 0 = off */
-        int accum;         /* micro-batches per optimizer step */
+        float clip;         /* global-norm gradient clipping; 0 = off */
+        int accum;          /* micro-batches per optimizer step */
         HnStrList no_decay; /* glob patterns of parameter names that get no weight decay */
     } optim;
     struct {
         int steps;
         int seed;
-        char device[16]; /* auto | cpu | cuda */
-        int threads;     /* 0 = all cores */
+        char device[16];  /* auto | cpu | cuda */
+        int threads;      /* 0 = all cores */
         char out[HN_STR]; /* run folder */
         int log_every;
-        int eval_every;   /* 0 = only at the end */
-        int eval_batches; /* validation batches per evaluation */
+        int eval_every;    /* 0 = only at the end */
+        int eval_batches;  /* validation batches per evaluation */
         int sample_tokens; /* tokens to generate at the end (0 = none) */
         char sample_prompt[HN_STR];
     } train;

@@ -14,7 +14,9 @@
 #include "core/rng.h"
 #include "kernels/ops.h"
 
-int hn_model_padded_vocab(int V) { return (V + 127) / 128 * 128; }
+int hn_model_padded_vocab(int V) {
+    return (V + 127) / 128 * 128;
+}
 
 static int add_row(HnParamTable* t, const char* name, int d0, int d1) {
     int shape[2] = {d0, d1};
@@ -30,16 +32,15 @@ static int build_table(HnParamTable* t, const HnModelConfig* c) {
         const char* suffix;
         int rows, cols; /* in units of C; cols 0 = a vector */
     } layer_rows[] = {
-        {"attn_norm.weight", 1, 0}, {"attn_norm.bias", 1, 0}, {"attn.qkv.weight", 3, 1},
-        {"attn.qkv.bias", 3, 0},    {"attn.o.weight", 1, 1},  {"attn.o.bias", 1, 0},
-        {"mlp_norm.weight", 1, 0},  {"mlp_norm.bias", 1, 0},  {"mlp.up.weight", 4, 1},
+        {"attn_norm.weight", 1, 0}, {"attn_norm.bias", 1, 0},  {"attn.qkv.weight", 3, 1},
+        {"attn.qkv.bias", 3, 0},    {"attn.o.weight", 1, 1},   {"attn.o.bias", 1, 0},
+        {"mlp_norm.weight", 1, 0},  {"mlp_norm.bias", 1, 0},   {"mlp.up.weight", 4, 1},
         {"mlp.up.bias", 4, 0},      {"mlp.down.weight", 1, 4}, {"mlp.down.bias", 1, 0},
     };
     for (int l = 0; l < c->L; l++)
         for (size_t k = 0; k < sizeof layer_rows / sizeof layer_rows[0]; k++) {
             snprintf(name, sizeof name, "layers.%d.%s", l, layer_rows[k].suffix);
-            if (add_row(t, name, layer_rows[k].rows * C, layer_rows[k].cols * C) < 0)
-                return HN_ERR;
+            if (add_row(t, name, layer_rows[k].rows * C, layer_rows[k].cols * C) < 0) return HN_ERR;
         }
     if (add_row(t, "final_norm.weight", C, 0) < 0) return HN_ERR;
     if (add_row(t, "final_norm.bias", C, 0) < 0) return HN_ERR;
@@ -54,7 +55,8 @@ static void bind_tensors(HnTensors* w, const HnParamTable* t, float* base, int L
     for (int l = 0; l < L; l++) {
         const HnParamRow* lr = r + 2 + 12 * l;
         float** p = (float**)&w->layers[l];
-        for (int k = 0; k < 12; k++) p[k] = base + lr[k].offset;
+        for (int k = 0; k < 12; k++)
+            p[k] = base + lr[k].offset;
     }
     w->lnfw = base + r[2 + 12 * L].offset;
     w->lnfb = base + r[3 + 12 * L].offset;
@@ -64,7 +66,8 @@ int hn_model_create(HnModel* m, const HnModelConfig* cfg, int maxB, int maxT) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     const HnModelConfig* c = &m->cfg;
-    if (c->C % c->NH != 0) return hn_error("channels (%d) must be divisible by heads (%d)", c->C, c->NH);
+    if (c->C % c->NH != 0)
+        return hn_error("channels (%d) must be divisible by heads (%d)", c->C, c->NH);
     if (maxT > c->maxT)
         return hn_error("sequence length %d is longer than the model's context %d", maxT, c->maxT);
     if (build_table(&m->params, c) != HN_OK || hn_params_alloc(&m->params) != HN_OK) return HN_ERR;
@@ -138,7 +141,8 @@ void hn_model_init(HnModel* m, float std, uint64_t seed) {
         int is_bias = len > 5 && strcmp(name + len - 5, ".bias") == 0;
         int is_norm = strstr(name, "norm.") != NULL;
         if (is_norm && !is_bias) {
-            for (size_t j = 0; j < r->numel; j++) x[j] = 1.0f;
+            for (size_t j = 0; j < r->numel; j++)
+                x[j] = 1.0f;
         } else if (is_bias) {
             memset(x, 0, r->numel * sizeof(float));
         } else {
@@ -149,12 +153,15 @@ void hn_model_init(HnModel* m, float std, uint64_t seed) {
             float s = resid ? resid_std : std;
             size_t n = r->numel;
             if (i == 0) n = (size_t)m->cfg.V * m->cfg.C; /* padded vocab rows stay zero */
-            for (size_t j = 0; j < n; j++) x[j] = s * hn_rng_normal(&rng);
+            for (size_t j = 0; j < n; j++)
+                x[j] = s * hn_rng_normal(&rng);
         }
     }
 }
 
-void hn_model_zero_grad(HnModel* m) { memset(m->grads, 0, m->params.numel * sizeof(float)); }
+void hn_model_zero_grad(HnModel* m) {
+    memset(m->grads, 0, m->params.numel * sizeof(float));
+}
 
 double hn_model_forward(HnModel* m, const int* tokens, const int* targets, int B, int T,
                         float grad_scale) {
@@ -170,19 +177,22 @@ double hn_model_forward(HnModel* m, const int* tokens, const int* targets, int B
     for (int l = 0; l < c->L; l++) {
         const HnLayerTensors* lw = &w->layers[l];
         HnLayerActs* a = &m->acts[l];
-        hn_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, residual, lw->ln1w, lw->ln1b, N, C, c->eps);
+        hn_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, residual, lw->ln1w, lw->ln1b, N, C,
+                             c->eps);
         hn_matmul_forward(a->qkv, a->ln1, lw->qkvw, lw->qkvb, N, C, 3 * C);
         hn_attention_forward(a->atty, a->att, a->qkv, B, T, C, NH);
         hn_matmul_forward(a->res2, a->atty, lw->attow, lw->attob, N, C, C);
         hn_residual_forward(a->res2, a->res2, residual, (size_t)N * C);
-        hn_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lw->ln2w, lw->ln2b, N, C, c->eps);
+        hn_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lw->ln2w, lw->ln2b, N, C,
+                             c->eps);
         hn_matmul_forward(a->fch, a->ln2, lw->fcw, lw->fcb, N, C, 4 * C);
         hn_gelu_forward(a->fch_gelu, a->fch, (size_t)N * 4 * C);
         hn_matmul_forward(a->res3, a->fch_gelu, lw->fcprojw, lw->fcprojb, N, 4 * C, C);
         hn_residual_forward(a->res3, a->res3, a->res2, (size_t)N * C);
         residual = a->res3;
     }
-    hn_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, residual, w->lnfw, w->lnfb, N, C, c->eps);
+    hn_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, residual, w->lnfw, w->lnfb, N, C,
+                         c->eps);
     hn_matmul_forward(m->logits, m->lnf, w->wte, NULL, N, C, c->Vp);
     if (!targets) return 0.0;
     return hn_crossentropy_forward(m->logits, m->losses, targets, N, c->V, c->Vp, grad_scale);
@@ -198,7 +208,8 @@ void hn_model_backward(HnModel* m) {
     /* classifier (tied with the token embedding), then the final norm into the stream */
     hn_matmul_backward(m->dln, g->wte, NULL, m->logits, m->lnf, w->wte, N, C, c->Vp);
     memset(m->dres, 0, (size_t)N * C * sizeof(float));
-    hn_layernorm_backward(m->dres, g->lnfw, g->lnfb, m->dln, last, w->lnfw, m->lnf_mean, m->lnf_rstd, N, C);
+    hn_layernorm_backward(m->dres, g->lnfw, g->lnfb, m->dln, last, w->lnfw, m->lnf_mean,
+                          m->lnf_rstd, N, C);
 
     for (int l = c->L - 1; l >= 0; l--) {
         const HnLayerTensors* lw = &w->layers[l];
@@ -206,14 +217,17 @@ void hn_model_backward(HnModel* m) {
         HnLayerActs* a = &m->acts[l];
         const float* residual = l ? m->acts[l - 1].res3 : m->encoded;
         /* m->dres holds d(res3) here; the norms' backwards add their share into it */
-        hn_matmul_backward(m->dbig, lg->fcprojw, lg->fcprojb, m->dres, a->fch_gelu, lw->fcprojw, N, 4 * C, C);
+        hn_matmul_backward(m->dbig, lg->fcprojw, lg->fcprojb, m->dres, a->fch_gelu, lw->fcprojw, N,
+                           4 * C, C);
         hn_gelu_backward(m->dbig, a->fch, m->dbig, (size_t)N * 4 * C);
         hn_matmul_backward(m->dln, lg->fcw, lg->fcb, m->dbig, a->ln2, lw->fcw, N, C, 4 * C);
-        hn_layernorm_backward(m->dres, lg->ln2w, lg->ln2b, m->dln, a->res2, lw->ln2w, a->ln2_mean, a->ln2_rstd, N, C);
+        hn_layernorm_backward(m->dres, lg->ln2w, lg->ln2b, m->dln, a->res2, lw->ln2w, a->ln2_mean,
+                              a->ln2_rstd, N, C);
         hn_matmul_backward(m->datty, lg->attow, lg->attob, m->dres, a->atty, lw->attow, N, C, C);
         hn_attention_backward(m->dqkv, m->datty, a->qkv, a->att, B, T, C, NH);
         hn_matmul_backward(m->dln, lg->qkvw, lg->qkvb, m->dqkv, a->ln1, lw->qkvw, N, C, 3 * C);
-        hn_layernorm_backward(m->dres, lg->ln1w, lg->ln1b, m->dln, residual, lw->ln1w, a->ln1_mean, a->ln1_rstd, N, C);
+        hn_layernorm_backward(m->dres, lg->ln1w, lg->ln1b, m->dln, residual, lw->ln1w, a->ln1_mean,
+                              a->ln1_rstd, N, C);
     }
     hn_encoder_backward(g->wte, g->wpe, m->dres, m->tokens, B, T, C);
 }

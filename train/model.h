@@ -36,10 +36,10 @@ typedef struct {
 } HnLayerTensors;
 
 typedef struct {
-    float* wte;  /* (Vp, C), tied with the classifier */
-    float* wpe;  /* (maxT, C) */
-    float* lnfw; /* (C) */
-    float* lnfb; /* (C) */
+    float* wte;             /* (Vp, C), tied with the classifier */
+    float* wpe;             /* (maxT, C) */
+    float* lnfw;            /* (C) */
+    float* lnfb;            /* (C) */
     HnLayerTensors* layers; /* L of them */
 } HnTensors;
 
@@ -84,7 +84,7 @@ typedef struct {
     float* dqkv;  /* (B, T, 3C) */
     float* dbig;  /* (B, T, 4C) */
 
-    int B, T;         /* of the last forward */
+    int B, T;          /* of the last forward */
     const int* tokens; /* of the last forward, for the backward */
 } HnModel;
 

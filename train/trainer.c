@@ -5,7 +5,6 @@
  */
 #include "train/trainer.h"
 
-#include <errno.h>
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
@@ -13,11 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/rng.h"
 #include "data/dataset.h"
 #include "data/prepare.h"
@@ -33,20 +32,6 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* mkdir -p */
-static int make_dirs(const char* path) {
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return hn_error("path too long: %s", path);
-    for (char* p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST) return hn_error("cannot create %s: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return hn_error("cannot create %s: %s", buf, strerror(errno));
-    return HN_OK;
 }
 
 /* the folder of the first file matching the train glob, where `hone prepare` put meta.json */
@@ -72,10 +57,14 @@ static HnTokenizer* open_tokenizer(const HnConfig* cfg, const HnDataMeta* meta, 
 }
 
 static void fmt_duration(char* out, size_t n, double s) {
-    if (!(s >= 0) || s > 1e7) snprintf(out, n, "?");
-    else if (s >= 3600) snprintf(out, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
-    else if (s >= 60) snprintf(out, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-    else snprintf(out, n, "%.0fs", s);
+    if (!(s >= 0) || s > 1e7)
+        snprintf(out, n, "?");
+    else if (s >= 3600)
+        snprintf(out, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else if (s >= 60)
+        snprintf(out, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else
+        snprintf(out, n, "%.0fs", s);
 }
 
 /* mean loss over up to `batches` validation batches of B windows (fewer if the data has
@@ -113,9 +102,11 @@ static int sample(HnModel* m, const HnTokenizer* tok, const char* prompt, int nt
         hn_model_forward(m, window, NULL, 1, len, 0.0f);
         const float* logits = m->logits + (size_t)(len - 1) * Vp;
         float mx = logits[0];
-        for (int v = 1; v < V; v++) mx = logits[v] > mx ? logits[v] : mx;
+        for (int v = 1; v < V; v++)
+            mx = logits[v] > mx ? logits[v] : mx;
         double total = 0.0;
-        for (int v = 0; v < V; v++) total += exp((double)(logits[v] - mx));
+        for (int v = 0; v < V; v++)
+            total += exp((double)(logits[v] - mx));
         double r = hn_rng_uniform(&rng) * total, acc = 0.0;
         int next = V - 1;
         for (int v = 0; v < V; v++) {
@@ -150,10 +141,13 @@ int hn_train(const HnConfig* cfg, HnTrainResult* result) {
     if (strcmp(cfg->train.device, "cuda") == 0) {
 #ifdef HONE_HAVE_CUDA
         if (hn_cuda_device_count() == 0)
-            return hn_error("train.device is cuda, but no CUDA device is visible — use train.device: cpu");
-        return hn_error("train.device is cuda, but hone's CUDA backend cannot train yet — use train.device: cpu");
+            return hn_error(
+                "train.device is cuda, but no CUDA device is visible — use train.device: cpu");
+        return hn_error("train.device is cuda, but hone's CUDA backend cannot train yet — use "
+                        "train.device: cpu");
 #else
-        return hn_error("train.device is cuda, but this hone was built without CUDA (HONE_CUDA=OFF or no nvcc)");
+        return hn_error("train.device is cuda, but this hone was built without CUDA (HONE_CUDA=OFF "
+                        "or no nvcc)");
 #endif
     }
     int threads = cfg->train.threads > 0 ? cfg->train.threads : omp_get_num_procs();
@@ -175,7 +169,8 @@ int hn_train(const HnConfig* cfg, HnTrainResult* result) {
     if (V == 0) {
         if (!have_meta) {
             hn_loader_close(&train);
-            return hn_error("model.vocab is 0 and %s/meta.json is missing — set model.vocab or prepare the data with `hone prepare`",
+            return hn_error("model.vocab is 0 and %s/meta.json is missing — set model.vocab or "
+                            "prepare the data with `hone prepare`",
                             data_dir);
         }
         V = meta.vocab_size;
@@ -197,23 +192,33 @@ int hn_train(const HnConfig* cfg, HnTrainResult* result) {
     train.vocab = V;
 
     int B = cfg->data.batch, T = cfg->data.seq, accum = cfg->optim.accum;
-    HnModelConfig mc = {.L = cfg->model.layers, .C = cfg->model.channels, .NH = cfg->model.heads,
-                        .V = V, .Vp = hn_model_padded_vocab(V), .maxT = cfg->model.context,
+    HnModelConfig mc = {.L = cfg->model.layers,
+                        .C = cfg->model.channels,
+                        .NH = cfg->model.heads,
+                        .V = V,
+                        .Vp = hn_model_padded_vocab(V),
+                        .maxT = cfg->model.context,
                         .eps = cfg->model.norm_eps};
     HnModel model;
     HnOptimizer opt = {0};
-    int* tokens = NULL, *targets = NULL;
+    int *tokens = NULL, *targets = NULL;
     FILE* metrics = NULL;
     int rc = hn_model_create(&model, &mc, B, T);
     if (rc == HN_OK) {
         hn_model_init(&model, cfg->model.init_std, (uint64_t)cfg->train.seed);
         const char* patterns[HN_MAX_LIST];
-        for (int i = 0; i < cfg->optim.no_decay.n; i++) patterns[i] = cfg->optim.no_decay.item[i];
+        for (int i = 0; i < cfg->optim.no_decay.n; i++)
+            patterns[i] = cfg->optim.no_decay.item[i];
         hn_params_set_no_decay(&model.params, patterns, cfg->optim.no_decay.n);
-        HnOptimConfig oc = {.lr = cfg->optim.lr, .beta1 = cfg->optim.betas[0], .beta2 = cfg->optim.betas[1],
-                            .eps = cfg->optim.eps, .weight_decay = cfg->optim.weight_decay,
-                            .clip = cfg->optim.clip, .min_lr_ratio = cfg->optim.min_lr_ratio,
-                            .warmup = cfg->optim.warmup, .steps = cfg->train.steps,
+        HnOptimConfig oc = {.lr = cfg->optim.lr,
+                            .beta1 = cfg->optim.betas[0],
+                            .beta2 = cfg->optim.betas[1],
+                            .eps = cfg->optim.eps,
+                            .weight_decay = cfg->optim.weight_decay,
+                            .clip = cfg->optim.clip,
+                            .min_lr_ratio = cfg->optim.min_lr_ratio,
+                            .warmup = cfg->optim.warmup,
+                            .steps = cfg->train.steps,
                             .schedule = schedule_of(cfg->optim.schedule)};
         rc = hn_optim_create(&opt, &oc, &model.params);
     }
@@ -225,7 +230,7 @@ int hn_train(const HnConfig* cfg, HnTrainResult* result) {
         targets = malloc(per_micro * accum * sizeof(int));
         if (!tokens || !targets) rc = hn_error("out of memory");
     }
-    if (rc == HN_OK) rc = make_dirs(cfg->train.out);
+    if (rc == HN_OK) rc = hn_mkdirs(cfg->train.out);
     if (rc == HN_OK) {
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/config.yaml", cfg->train.out);
@@ -237,9 +242,12 @@ int hn_train(const HnConfig* cfg, HnTrainResult* result) {
     }
     if (rc == HN_OK) {
         size_t nparams = 0;
-        for (int i = 0; i < model.params.n; i++) nparams += model.params.rows[i].numel;
-        fprintf(stderr, "model: gpt2 L=%d C=%d NH=%d V=%d (%.2fM parameters), B=%d T=%d accum=%d, %d threads\n",
-                mc.L, mc.C, mc.NH, V, nparams / 1e6, B, T, accum, threads);
+        for (int i = 0; i < model.params.n; i++)
+            nparams += model.params.rows[i].numel;
+        fprintf(
+            stderr,
+            "model: gpt2 L=%d C=%d NH=%d V=%d (%.2fM parameters), B=%d T=%d accum=%d, %d threads\n",
+            mc.L, mc.C, mc.NH, V, nparams / 1e6, B, T, accum, threads);
     }
 
     int tty = isatty(fileno(stderr));
@@ -250,17 +258,20 @@ int hn_train(const HnConfig* cfg, HnTrainResult* result) {
         for (int k = 0; rc == HN_OK && k < accum; k++)
             rc = hn_loader_next(&train, tokens + k * per_micro, targets + k * per_micro);
         if (rc != HN_OK) break;
-        for (size_t i = 0; i < per_micro * accum; i++) counted += targets[i] != HN_IGNORE;
+        for (size_t i = 0; i < per_micro * accum; i++)
+            counted += targets[i] != HN_IGNORE;
         double loss_sum = 0.0;
         float scale = counted ? 1.0f / (float)counted : 0.0f;
         for (int k = 0; k < accum; k++) {
-            loss_sum += hn_model_forward(&model, tokens + k * per_micro, targets + k * per_micro, B, T, scale);
+            loss_sum += hn_model_forward(&model, tokens + k * per_micro, targets + k * per_micro, B,
+                                         T, scale);
             hn_model_backward(&model);
         }
         double loss = counted ? loss_sum / (double)counted : 0.0;
         double norm = hn_optim_grad_norm(&model.params, model.grads);
         if (!isfinite(loss) || !isfinite(norm)) {
-            rc = hn_error("training diverged at step %d (loss %g, gradient norm %g) — lower optim.lr or set optim.clip",
+            rc = hn_error("training diverged at step %d (loss %g, gradient norm %g) — lower "
+                          "optim.lr or set optim.clip",
                           step + 1, loss, norm);
             break;
         }
@@ -274,7 +285,9 @@ int hn_train(const HnConfig* cfg, HnTrainResult* result) {
             double t = now_s(), dt = t - t_last, elapsed = t - t_start;
             double tps = dt > 0 ? tok_since / dt : 0.0;
             if ((step + 1) % cfg->train.log_every == 0 || last) {
-                fprintf(metrics, "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f}\n",
+                fprintf(metrics,
+                        "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens_per_"
+                        "s\":%.1f,\"elapsed_s\":%.3f}\n",
                         step + 1, loss, lr, norm, tps, elapsed);
                 fflush(metrics);
                 result->tokens_per_s = tps;
@@ -283,10 +296,13 @@ int hn_train(const HnConfig* cfg, HnTrainResult* result) {
             }
             char eta[32];
             fmt_duration(eta, sizeof eta, elapsed / (step + 1) * (cfg->train.steps - step - 1));
-            fprintf(stderr, "%sstep %d/%d | loss %.4f | lr %.2e | %.0f tok/s | ETA %s%s", tty ? "\r\033[K" : "",
-                    step + 1, cfg->train.steps, loss, lr, result->tokens_per_s, eta, tty && !last ? "" : "\n");
+            fprintf(stderr, "%sstep %d/%d | loss %.4f | lr %.2e | %.0f tok/s | ETA %s%s",
+                    tty ? "\r\033[K" : "", step + 1, cfg->train.steps, loss, lr,
+                    result->tokens_per_s, eta, tty && !last ? "" : "\n");
         }
-        int do_eval = have_val && (last || (cfg->train.eval_every > 0 && (step + 1) % cfg->train.eval_every == 0));
+        int do_eval =
+            have_val &&
+            (last || (cfg->train.eval_every > 0 && (step + 1) % cfg->train.eval_every == 0));
         if (do_eval) {
             size_t n;
             double vl = evaluate(&model, &val, B, T, cfg->train.eval_batches, tokens, targets, &n);
@@ -295,15 +311,17 @@ int hn_train(const HnConfig* cfg, HnTrainResult* result) {
                 break;
             }
             result->val_loss = vl;
-            fprintf(metrics, "{\"step\":%d,\"val_loss\":%.6f,\"val_tokens\":%zu}\n", step + 1, vl, n);
+            fprintf(metrics, "{\"step\":%d,\"val_loss\":%.6f,\"val_tokens\":%zu}\n", step + 1, vl,
+                    n);
             fflush(metrics);
-            fprintf(stderr, "%sstep %d/%d | val loss %.4f (%zu tokens)\n", tty ? "\r\033[K" : "", step + 1,
-                    cfg->train.steps, vl, n);
+            fprintf(stderr, "%sstep %d/%d | val loss %.4f (%zu tokens)\n", tty ? "\r\033[K" : "",
+                    step + 1, cfg->train.steps, vl, n);
         }
     }
     if (rc == HN_OK) {
         printf("trained %d steps: loss %.4f", result->steps_done, result->last_loss);
-        if (!isnan(result->val_loss)) printf(", val loss %.4f (perplexity %.2f)", result->val_loss, exp(result->val_loss));
+        if (!isnan(result->val_loss))
+            printf(", val loss %.4f (perplexity %.2f)", result->val_loss, exp(result->val_loss));
         printf("\n");
         if (cfg->train.sample_tokens > 0 && tok) {
             printf("--- sample ---\n");

@@ -9,8 +9,8 @@
 
 typedef struct {
     int steps_done;
-    double last_loss;     /* training loss of the last step */
-    double val_loss;      /* NAN when there is no validation data */
+    double last_loss; /* training loss of the last step */
+    double val_loss;  /* NAN when there is no validation data */
     double tokens_per_s;
 } HnTrainResult;
 

@@ -100,10 +100,16 @@ int main(void) {
         fprintf(stderr, "FAIL: %s\n", hn_error_message());
         return 1;
     }
-    HnModelConfig cfg = {.L = meta_int("L"), .C = meta_int("C"), .NH = meta_int("NH"), .V = meta_int("V"),
-                         .Vp = meta_int("Vp"), .maxT = meta_int("maxT"), .eps = (float)meta_f("eps")};
+    HnModelConfig cfg = {.L = meta_int("L"),
+                         .C = meta_int("C"),
+                         .NH = meta_int("NH"),
+                         .V = meta_int("V"),
+                         .Vp = meta_int("Vp"),
+                         .maxT = meta_int("maxT"),
+                         .eps = (float)meta_f("eps")};
     int B = meta_int("B"), T = meta_int("T");
-    CHECK(cfg.Vp == hn_model_padded_vocab(cfg.V), "padded vocab %d vs %d", cfg.Vp, hn_model_padded_vocab(cfg.V));
+    CHECK(cfg.Vp == hn_model_padded_vocab(cfg.V), "padded vocab %d vs %d", cfg.Vp,
+          hn_model_padded_vocab(cfg.V));
     HnModel m;
     if (hn_model_create(&m, &cfg, B, T) != HN_OK) {
         fprintf(stderr, "FAIL: %s\n", hn_error_message());
@@ -124,16 +130,19 @@ int main(void) {
     int* tokens = load_i32("input.tokens", N);
     int* targets = load_i32("input.targets", N);
     size_t counted = 0;
-    for (size_t i = 0; i < N; i++) counted += targets[i] != HN_IGNORE;
+    for (size_t i = 0; i < N; i++)
+        counted += targets[i] != HN_IGNORE;
     hn_model_forward(&m, tokens, NULL, B, T, 0.0f);
     float* ref_logits = load_f32("out.logits", N * cfg.V);
     float* logits = malloc(N * cfg.V * sizeof(float));
-    for (size_t i = 0; i < N; i++) memcpy(logits + i * cfg.V, m.logits + i * cfg.Vp, cfg.V * sizeof(float));
+    for (size_t i = 0; i < N; i++)
+        memcpy(logits + i * cfg.V, m.logits + i * cfg.Vp, cfg.V * sizeof(float));
     double e = rel_err(logits, ref_logits, N * cfg.V);
     printf("logits relative error %.3g\n", e);
     CHECK(e <= 1e-5, "logits relative error %.3g > 1e-5", e);
 
-    double loss = hn_model_forward(&m, tokens, targets, B, T, 1.0f / (float)counted) / (double)counted;
+    double loss =
+        hn_model_forward(&m, tokens, targets, B, T, 1.0f / (float)counted) / (double)counted;
     float* ref_loss = load_f32("out.loss", 1);
     printf("loss %.7f (torch %.7f)\n", loss, ref_loss[0]);
     CHECK(hn_close(loss, ref_loss[0], 1e-5, 0), "loss %.7f vs torch %.7f", loss, ref_loss[0]);
@@ -145,13 +154,19 @@ int main(void) {
 
     /* ---- 10 AdamW steps with accumulation, clipping and the schedule ---- */
     int steps = meta_int("steps"), accum = meta_int("accum");
-    HnOptimConfig oc = {.lr = (float)meta_f("lr"), .beta1 = (float)meta_f("beta1"),
-                        .beta2 = (float)meta_f("beta2"), .eps = (float)meta_f("adam_eps"),
-                        .weight_decay = (float)meta_f("weight_decay"), .clip = (float)meta_f("clip"),
-                        .min_lr_ratio = (float)meta_f("min_lr_ratio"), .warmup = meta_int("warmup"),
-                        .steps = steps, .schedule = HN_SCHED_COSINE};
+    HnOptimConfig oc = {.lr = (float)meta_f("lr"),
+                        .beta1 = (float)meta_f("beta1"),
+                        .beta2 = (float)meta_f("beta2"),
+                        .eps = (float)meta_f("adam_eps"),
+                        .weight_decay = (float)meta_f("weight_decay"),
+                        .clip = (float)meta_f("clip"),
+                        .min_lr_ratio = (float)meta_f("min_lr_ratio"),
+                        .warmup = meta_int("warmup"),
+                        .steps = steps,
+                        .schedule = HN_SCHED_COSINE};
     const char* no_decay[] = {"*.bias", "*norm*", "*embed*"};
-    CHECK(strcmp(hn_safetensors_meta(st, "no_decay"), "*.bias,*norm*,*embed*") == 0, "fixture's no_decay differs");
+    CHECK(strcmp(hn_safetensors_meta(st, "no_decay"), "*.bias,*norm*,*embed*") == 0,
+          "fixture's no_decay differs");
     hn_params_set_no_decay(&m.params, no_decay, 3);
     HnOptimizer opt;
     if (hn_optim_create(&opt, &oc, &m.params) != HN_OK) return 1;
@@ -166,7 +181,8 @@ int main(void) {
         const int* tk = tr_tokens + (size_t)s * accum * N;
         const int* tg = tr_targets + (size_t)s * accum * N;
         size_t cnt = 0;
-        for (size_t i = 0; i < accum * N; i++) cnt += tg[i] != HN_IGNORE;
+        for (size_t i = 0; i < accum * N; i++)
+            cnt += tg[i] != HN_IGNORE;
         double sum = 0;
         for (int k = 0; k < accum; k++) {
             sum += hn_model_forward(&m, tk + k * N, tg + k * N, B, T, 1.0f / (float)cnt);
@@ -178,8 +194,10 @@ int main(void) {
         float lr = hn_optim_step(&opt, &m.params, m.grads, norm);
         printf("step %2d loss %.6f (torch %.6f) norm %.5f (torch %.5f) lr %.3e\n", s + 1, step_loss,
                ref_losses[s], norm, ref_norms[s], lr);
-        CHECK(hn_close(step_loss, ref_losses[s], 1e-5, 0), "step %d loss %.7f vs %.7f", s + 1, step_loss, ref_losses[s]);
-        CHECK(hn_close(norm, ref_norms[s], 1e-4, 0), "step %d grad norm %.6f vs %.6f", s + 1, norm, ref_norms[s]);
+        CHECK(hn_close(step_loss, ref_losses[s], 1e-5, 0), "step %d loss %.7f vs %.7f", s + 1,
+              step_loss, ref_losses[s]);
+        CHECK(hn_close(norm, ref_norms[s], 1e-4, 0), "step %d grad norm %.6f vs %.6f", s + 1, norm,
+              ref_norms[s]);
         CHECK(hn_close(lr, ref_lrs[s], 1e-6, 0), "step %d lr %.7g vs %.7g", s + 1, lr, ref_lrs[s]);
     }
     CHECK(clipped > 0, "the fixture never exercises clipping");
