@@ -9,7 +9,7 @@
 
 #include "core/error.h"
 #include "data/prepare.h"
-#include "train/config.h"
+#include "core/config.h"
 #include "train/trainer.h"
 
 #define HONE_VERSION "0.1.0"

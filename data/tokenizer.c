@@ -172,6 +172,8 @@ struct HnTokenizer {
     int byte_id[256];    /* the single-byte tokens BPE starts from */
     PairMap merges;      /* gpt2 only */
     pcre2_code* re;      /* gpt2 only */
+    char* src[2];        /* gpt2 only: the encoder.json and vocab.bpe bytes it was built from */
+    size_t src_len[2];
 };
 
 int hn_tokens_push(HnTokens* t, int id) {
@@ -217,11 +219,23 @@ HnTokenizer* hn_tokenizer_byte(void) {
 
 void hn_tokenizer_free(HnTokenizer* tok) {
     if (!tok) return;
+    free(tok->src[0]);
+    free(tok->src[1]);
     free(tok->blob);
     free(tok->tok_off);
     free(tok->merges.slots);
     pcre2_code_free(tok->re);
     free(tok);
+}
+
+int hn_tokenizer_source(const HnTokenizer* tok, const char** encoder_json, size_t* encoder_len,
+                        const char** vocab_bpe, size_t* vocab_len) {
+    if (tok->kind != HN_TOK_GPT2) return HN_ERR;
+    *encoder_json = tok->src[0];
+    *encoder_len = tok->src_len[0];
+    *vocab_bpe = tok->src[1];
+    *vocab_len = tok->src_len[1];
+    return HN_OK;
 }
 
 const char* hn_tokenizer_name(const HnTokenizer* tok) {
@@ -518,10 +532,8 @@ static long long alphabet_to_bytes(const int u2b[512], const char* s, size_t n,
 }
 
 /* the encoder's token bytes go to tok->blob/tok_off; map gets bytes -> id for the merges */
-static int load_encoder(HnTokenizer* tok, const char* path, const int u2b[512], StrMap* map) {
-    size_t len;
-    char* text = read_file(path, &len);
-    if (!text) return HN_ERR;
+static int load_encoder(HnTokenizer* tok, const char* path, const char* text, size_t len,
+                        const int u2b[512], StrMap* map) {
     const char* end = NULL;
     cJSON* root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     int rc = HN_OK;
@@ -616,7 +628,6 @@ static int load_encoder(HnTokenizer* tok, const char* path, const int u2b[512], 
     free(tok_len);
 done:
     cJSON_Delete(root);
-    free(text);
     return rc;
 }
 
@@ -644,10 +655,12 @@ static int find_base_tokens(HnTokenizer* tok, const char* path, const StrMap* ma
  * vocab.bpe: an optional "#version" first line, then one merge "left right" a line in rank
  * order (both sides in the byte alphabet). Each side and their concatenation must be tokens.
  */
-static int load_merges(HnTokenizer* tok, const char* path, const int u2b[512], const StrMap* map) {
-    size_t len;
-    char* text = read_file(path, &len);
-    if (!text) return HN_ERR;
+static int load_merges(HnTokenizer* tok, const char* path, const char* src, size_t len,
+                       const int u2b[512], const StrMap* map) {
+    char* text = malloc(len + 1);
+    if (!text) return hn_error("%s: out of memory", path);
+    memcpy(text, src, len);
+    text[len] = '\0';
     size_t nlines = 1;
     for (size_t i = 0; i < len; i++)
         nlines += text[i] == '\n';
@@ -710,15 +723,44 @@ static int load_merges(HnTokenizer* tok, const char* path, const int u2b[512], c
 }
 
 HnTokenizer* hn_tokenizer_gpt2(const char* encoder_json_path, const char* vocab_bpe_path) {
+    size_t enc_len, merges_len;
+    char* enc = read_file(encoder_json_path, &enc_len);
+    if (!enc) return NULL;
+    char* merges = read_file(vocab_bpe_path, &merges_len);
+    if (!merges) {
+        free(enc);
+        return NULL;
+    }
+    HnTokenizer* tok = hn_tokenizer_gpt2_from_memory(enc, enc_len, merges, merges_len,
+                                                     encoder_json_path, vocab_bpe_path);
+    free(enc);
+    free(merges);
+    return tok;
+}
+
+static char* copy_bytes(const char* p, size_t n) {
+    char* c = malloc(n ? n : 1);
+    if (c) memcpy(c, p, n);
+    return c;
+}
+
+HnTokenizer* hn_tokenizer_gpt2_from_memory(const char* encoder_json, size_t encoder_len,
+                                           const char* vocab_bpe, size_t vocab_len,
+                                           const char* encoder_name, const char* vocab_name) {
     HnTokenizer* tok = calloc(1, sizeof *tok);
     if (!tok) return hn_error("tokenizer: out of memory"), NULL;
     tok->kind = HN_TOK_GPT2;
     int u2b[512];
     byte_alphabet(u2b);
     StrMap map = {0};
-    int rc = load_encoder(tok, encoder_json_path, u2b, &map);
-    if (rc == HN_OK) rc = find_base_tokens(tok, encoder_json_path, &map);
-    if (rc == HN_OK) rc = load_merges(tok, vocab_bpe_path, u2b, &map);
+    tok->src[0] = copy_bytes(encoder_json, encoder_len);
+    tok->src[1] = copy_bytes(vocab_bpe, vocab_len);
+    tok->src_len[0] = encoder_len;
+    tok->src_len[1] = vocab_len;
+    int rc = tok->src[0] && tok->src[1] ? HN_OK : hn_error("tokenizer: out of memory");
+    if (rc == HN_OK) rc = load_encoder(tok, encoder_name, encoder_json, encoder_len, u2b, &map);
+    if (rc == HN_OK) rc = find_base_tokens(tok, encoder_name, &map);
+    if (rc == HN_OK) rc = load_merges(tok, vocab_name, vocab_bpe, vocab_len, u2b, &map);
     strmap_free(&map);
     if (rc == HN_OK) {
         int err;

@@ -24,7 +24,16 @@ typedef struct {
 HnTokenizer* hn_tokenizer_byte(void);
 /* NULL on error (missing/malformed file), message in hn_error_message() */
 HnTokenizer* hn_tokenizer_gpt2(const char* encoder_json_path, const char* vocab_bpe_path);
+/* the same from the two files' bytes (e.g. stored in a checkpoint); the names are used in
+ * error messages */
+HnTokenizer* hn_tokenizer_gpt2_from_memory(const char* encoder_json, size_t encoder_len,
+                                           const char* vocab_bpe, size_t vocab_len,
+                                           const char* encoder_name, const char* vocab_name);
 void hn_tokenizer_free(HnTokenizer* tok);
+/* for gpt2: the bytes of the encoder.json and vocab.bpe it was built from (to store them);
+ * HN_ERR for other tokenizers */
+int hn_tokenizer_source(const HnTokenizer* tok, const char** encoder_json, size_t* encoder_len,
+                        const char** vocab_bpe, size_t* vocab_len);
 
 const char* hn_tokenizer_name(const HnTokenizer* tok); /* "byte" or "gpt2" */
 int hn_tokenizer_vocab_size(const HnTokenizer* tok);   /* 257 for byte, 50257 for gpt2 */

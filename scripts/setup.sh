@@ -2,20 +2,25 @@
 # Set up a fresh Debian machine for hone and build it.
 #   scripts/setup.sh            build dependencies + build (Release, in build/)
 #   scripts/setup.sh --corpora  also the Debian text corpora the demo and tests use
+#   scripts/setup.sh --test     also what the tests need (corpora, Python's h5py for
+#                               Debian's /usr/bin/python3)
 # Installs only Debian packages (apt-get); needs root or sudo for that step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_corpora=0
+want_test=0
 for a in "$@"; do
   case "$a" in
     --corpora) want_corpora=1 ;;
+    --test) want_corpora=1; want_test=1 ;;
     *) echo "setup.sh: unknown option $a" >&2; exit 2 ;;
   esac
 done
 
-pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libyaml-dev libcjson-dev libpcre2-dev zlib1g-dev)
+pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libyaml-dev libcjson-dev libpcre2-dev libhdf5-dev zlib1g-dev)
 [ "$want_corpora" = 1 ] && pkgs+=(jargon-text)
+[ "$want_test" = 1 ] && pkgs+=(python3 python3-h5py python3-numpy)
 
 missing=()
 for p in "${pkgs[@]}"; do

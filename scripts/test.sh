@@ -5,7 +5,7 @@
 # installable fails instead; only GPU tests may skip, with their reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh --corpora
+scripts/setup.sh --test
 [ "${CI:-}" = "true" ] && export HONE_REQUIRE_ALL=1
 cd build
 ctest --output-on-failure -j2 "$@"

@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "train/params.h"
+#include "core/params.h"
 
 typedef struct {
     int L, C, NH, V, Vp, maxT;

@@ -6,7 +6,7 @@
 #ifndef HONE_OPTIM_H
 #define HONE_OPTIM_H
 
-#include "train/params.h"
+#include "core/params.h"
 
 typedef enum { HN_SCHED_COSINE, HN_SCHED_LINEAR, HN_SCHED_CONSTANT } HnSchedule;
 

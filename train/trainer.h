@@ -5,7 +5,7 @@
 #ifndef HONE_TRAINER_H
 #define HONE_TRAINER_H
 
-#include "train/config.h"
+#include "core/config.h"
 
 typedef struct {
     int steps_done;

@@ -9,7 +9,7 @@
 
 #include "core/error.h"
 #include "testing.h"
-#include "train/config.h"
+#include "core/config.h"
 
 static char tmp_dir[512];
 

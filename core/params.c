@@ -1,5 +1,5 @@
 /* The named parameter table; see params.h. */
-#include "train/params.h"
+#include "core/params.h"
 
 #include <fnmatch.h>
 #include <stdlib.h>

@@ -1,0 +1,75 @@
+/*
+ * hone's checkpoint schema on HDF5 (data/h5.h does the file work):
+ *
+ *   /            attrs: format="hone", format_version=1, config (the resolved YAML of the
+ *                run, model.vocab filled in), arch, step, tokens, dtype ("f32"|"bf16")
+ *   /model/<row> base weights by parameter-table row name, f32 or bf16
+ *   /peft/<row>  add-on weights (empty until PEFT methods exist)
+ *   /mask/<row>  partial-update masks (empty until masks exist)
+ *   /optim       attrs: t (steps taken); /optim/m/<row>, /optim/v/<row> AdamW moments of
+ *                trainable rows (always f32)
+ *   /train       attrs: best_val_loss; datasets rng (u64[4]: the data loader's RNG state at
+ *                the start of its current shard), shard_order (i32), cursor (i64[3]: epoch,
+ *                shard_pos, window_pos)
+ *   /tokenizer   attrs: type ("byte"|"gpt2"|"none"); for gpt2 the datasets encoder_json and
+ *                vocab_bpe hold the two files' bytes (u8), so a checkpoint needs nothing else
+ *
+ * Reading checks format and format_version first; every row is checked for presence and
+ * shape. A checkpoint saved in bf16 loads, but only f32 checkpoints resume bit-exactly.
+ */
+#ifndef HONE_H5CKPT_H
+#define HONE_H5CKPT_H
+
+#include <stdint.h>
+
+#include "core/rng.h"
+#include "data/h5.h"
+#include "data/tokenizer.h"
+#include "core/params.h"
+
+#define HN_CKPT_FORMAT_VERSION 1
+
+/* where the training data loader stands, so a resume continues exactly there */
+typedef struct {
+    HnRng rng_at_shard; /* the loader's RNG state when it entered its current shard */
+    int epoch, shard_pos;
+    int64_t window_pos;
+    int nshards;
+    const int* shard_order; /* nshards */
+} HnCkptCursor;
+
+typedef struct {
+    const char* config_yaml;
+    const char* arch;
+    int64_t step, tokens;
+    const HnParamTable* params; /* rows -> /model */
+    const float* m, *v;         /* AdamW moments laid out like params (NULL: none saved) */
+    int64_t opt_t;
+    const HnCkptCursor* cursor; /* NULL: none saved */
+    double best_val_loss;       /* NAN if none */
+    const HnTokenizer* tokenizer; /* NULL: "none" */
+    int bf16;                   /* store /model in bf16 */
+    int deflate;                /* 0..9 */
+} HnCkptSave;
+
+/* write the checkpoint atomically (temporary file, fsync, rename) */
+int hn_ckpt_save(const char* path, const HnCkptSave* s);
+
+/* open a checkpoint and check format/format_version; *config_yaml (malloc'd, caller frees)
+ * gets the stored config text. NULL with an error otherwise. Close with hn_h5_close. */
+HnH5* hn_ckpt_open(const char* path, char** config_yaml);
+/* read group/<row> (group "model", or "optim/m", "optim/v") into base + row offset for
+ * every row of t that `only_trainable` selects; a missing row or a shape that differs from
+ * the table is an error naming the row */
+int hn_ckpt_read_rows(HnH5* f, const char* group, const HnParamTable* t, float* base,
+                      int only_trainable);
+/* read one tensor /model/<name> of exactly numel floats (the eval path's loader) */
+int hn_ckpt_read_tensor(HnH5* f, const char* name, float* dst, size_t numel);
+/* the tokenizer stored in the checkpoint; *tok is NULL for "none". HN_OK or HN_ERR */
+int hn_ckpt_tokenizer(HnH5* f, HnTokenizer** tok);
+/* the root attributes step and tokens, and the optimizer step count */
+int hn_ckpt_counters(HnH5* f, int64_t* step, int64_t* tokens, int64_t* opt_t);
+/* the loader cursor; shard_order is malloc'd into *order (caller frees) */
+int hn_ckpt_cursor(HnH5* f, HnCkptCursor* c, int** order, double* best_val_loss);
+
+#endif
