@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/commands.h"
+#include "cli/inspect.h"
 #include "core/error.h"
 #include "data/prepare.h"
 #include "core/config.h"
@@ -31,7 +33,7 @@ static int is_help(const char* a) {
 }
 
 static const char* TRAIN_HELP =
-    "usage: hone train CONFIG.yaml [--set key=value ...]\n"
+    "usage: hone train CONFIG.yaml [--set key=value ...] [--resume auto|PATH] [--stop-at N]\n"
     "       hone train --help-config\n"
     "\n"
     "Train (or fine-tune) a model as CONFIG.yaml describes. Keys not in the file keep their\n"
@@ -39,6 +41,10 @@ static const char* TRAIN_HELP =
     "Progress goes to stderr; RUN/config.yaml and RUN/metrics.jsonl are written to train.out.\n"
     "\n"
     "  --set key=value   override one config key (repeatable)\n"
+    "  --resume auto     continue from RUN/latest.h5 if it exists (else start fresh)\n"
+    "  --resume PATH     continue from that checkpoint; only steps, logging, evaluation and\n"
+    "                    saving keys may differ from its config\n"
+    "  --stop-at N       stop after step N with a checkpoint, as if interrupted\n"
     "  --help-config     print every config key with its default and meaning (Markdown)\n";
 
 static int cmd_train(int argc, char** argv) {
@@ -47,6 +53,7 @@ static int cmd_train(int argc, char** argv) {
     hn_config_defaults(&cfg);
     const char* sets[256];
     int nsets = 0;
+    HnTrainOptions opts = {0};
     for (int i = 0; i < argc; i++) {
         if (is_help(argv[i])) {
             fputs(TRAIN_HELP, stdout);
@@ -61,6 +68,17 @@ static int cmd_train(int argc, char** argv) {
         } else if (strncmp(argv[i], "--set=", 6) == 0) {
             if (nsets == 256) return usage_error("train", "%s", "too many --set options");
             sets[nsets++] = argv[i] + 6;
+        } else if (strcmp(argv[i], "--resume") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("train", "%s needs auto or a checkpoint path", "--resume");
+            opts.resume = argv[++i];
+        } else if (strcmp(argv[i], "--stop-at") == 0) {
+            char* end;
+            if (i + 1 >= argc) return usage_error("train", "%s needs a step number", "--stop-at");
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 1000000000)
+                return usage_error("train", "bad --stop-at '%s'", argv[i]);
+            opts.stop_at = (int)v;
         } else if (argv[i][0] == '-') {
             return usage_error("train", "unknown option '%s'", argv[i]);
         } else if (path) {
@@ -74,7 +92,7 @@ static int cmd_train(int argc, char** argv) {
     for (int i = 0; i < nsets; i++)
         if (hn_config_set(&cfg, sets[i]) != HN_OK) return fail();
     HnTrainResult res;
-    if (hn_train(&cfg, &res) != HN_OK) return fail();
+    if (hn_train(&cfg, &opts, &res) != HN_OK) return fail();
     return 0;
 }
 
@@ -174,6 +192,9 @@ static const char* MAIN_HELP =
     "commands:\n"
     "  prepare   tokenize text files into token shards\n"
     "  train     train or fine-tune a model from a YAML config\n"
+    "  eval      evaluate a checkpoint: perplexity, multiple choice, generation\n"
+    "  generate  continue a prompt with a checkpoint\n"
+    "  inspect   summarise a checkpoint or safetensors file\n"
     "\n"
     "`hone <command> --help` describes each command. `hone --version` prints the version.\n";
 
@@ -193,6 +214,9 @@ int main(int argc, char** argv) {
     }
     if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2);
     if (strcmp(cmd, "prepare") == 0) return cmd_prepare(argc - 2, argv + 2);
+    if (strcmp(cmd, "inspect") == 0) return hn_cmd_inspect(argc - 2, argv + 2);
+    if (strcmp(cmd, "eval") == 0) return hn_cmd_eval(argc - 2, argv + 2);
+    if (strcmp(cmd, "generate") == 0) return hn_cmd_generate(argc - 2, argv + 2);
     fprintf(stderr, "hone: unknown command '%s' (see `hone --help`)\n", cmd);
     return 2;
 }

@@ -90,6 +90,12 @@ static const Key KEYS[] = {
     KEY(train, eval_batches, KEY_INT, "8", NULL, "validation batches per evaluation"),
     KEY(train, sample_tokens, KEY_INT, "0", NULL, "tokens to generate at the end; 0 = none"),
     KEY(train, sample_prompt, KEY_STR, "", NULL, "text the end-of-run sample continues"),
+    KEY(train, save_every, KEY_INT, "0", NULL,
+        "steps between checkpoints (RUN/ckpt/step_N.h5); 0 = only at the end"),
+    KEY(train, keep, KEY_INT, "3", NULL, "step checkpoints kept, newest first (best.h5 is extra)"),
+    KEY(train, save_dtype, KEY_STR, "f32", "f32|bf16",
+        "weights in checkpoints; only f32 resumes bit-exactly"),
+    KEY(train, deflate, KEY_INT, "1", NULL, "zlib level of checkpoint datasets, 0 (off) to 9"),
 };
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 
@@ -597,40 +603,79 @@ static int syntax_error(const char* path, const yaml_parser_t* p) {
     return hn_error("%s:%d: YAML syntax error: %s", path, (int)p->problem_mark.line + 1, problem);
 }
 
-int hn_config_load(HnConfig* cfg, const char* path) {
-    FILE* f = fopen(path, "rb");
-    if (!f) return hn_error("cannot open config '%s': %s", path, strerror(errno));
-    yaml_parser_t parser;
+/* parse one YAML document from a parser whose input is set; name is used in messages */
+static int load_from_parser(HnConfig* cfg, const char* name, yaml_parser_t* parser) {
     yaml_document_t doc;
-    if (!yaml_parser_initialize(&parser)) {
-        fclose(f);
-        return hn_error("%s: cannot start the YAML parser (out of memory)", path);
-    }
-    yaml_parser_set_input_file(&parser, f);
     HnConfig next = *cfg;
     int rc = HN_ERR;
-    if (!yaml_parser_load(&parser, &doc)) {
-        syntax_error(path, &parser);
+    if (!yaml_parser_load(parser, &doc)) {
+        syntax_error(name, parser);
     } else {
-        Loader L = {.path = path, .doc = &doc, .cfg = &next};
+        Loader L = {.path = name, .doc = &doc, .cfg = &next};
         rc = load_document(&L);
         int has_root = yaml_document_get_root_node(&doc) != NULL;
         yaml_document_delete(&doc);
         if (rc == HN_OK && has_root) { /* a second document would be silently ignored */
-            if (!yaml_parser_load(&parser, &doc)) {
-                rc = syntax_error(path, &parser);
+            if (!yaml_parser_load(parser, &doc)) {
+                rc = syntax_error(name, parser);
             } else {
                 yaml_node_t* extra = yaml_document_get_root_node(&doc);
                 if (extra)
-                    rc = hn_error("%s:%d: more than one YAML document", path, line_of(extra));
+                    rc = hn_error("%s:%d: more than one YAML document", name, line_of(extra));
                 yaml_document_delete(&doc);
             }
         }
         if (rc == HN_OK) *cfg = next;
     }
+    return rc;
+}
+
+int hn_config_load(HnConfig* cfg, const char* path) {
+    FILE* f = fopen(path, "rb");
+    if (!f) return hn_error("cannot open config '%s': %s", path, strerror(errno));
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+        fclose(f);
+        return hn_error("%s: cannot start the YAML parser (out of memory)", path);
+    }
+    yaml_parser_set_input_file(&parser, f);
+    int rc = load_from_parser(cfg, path, &parser);
     yaml_parser_delete(&parser);
     fclose(f);
     return rc;
+}
+
+int hn_config_load_text(HnConfig* cfg, const char* text, const char* name) {
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return hn_error("%s: cannot start the YAML parser (out of memory)", name);
+    yaml_parser_set_input_string(&parser, (const unsigned char*)text, strlen(text));
+    int rc = load_from_parser(cfg, name, &parser);
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+const char* hn_config_first_difference(const HnConfig* a, const HnConfig* b,
+                                       const char* const* allowed, int nallowed) {
+    for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++) {
+        const Key* k = &KEYS[i];
+        int ok = 0;
+        for (int j = 0; j < nallowed && !ok; j++)
+            ok = strcmp(allowed[j], k->name) == 0;
+        if (ok) continue;
+        const char* pa = (const char*)a + k->offset;
+        const char* pb = (const char*)b + k->offset;
+        /* strings compare as text: bytes after the terminator are not part of the value */
+        int same = k->type == KEY_STR ? strcmp(pa, pb) == 0 : memcmp(pa, pb, k->size) == 0;
+        if (k->type == KEY_STRLIST) {
+            const HnStrList *la = (const HnStrList*)pa, *lb = (const HnStrList*)pb;
+            same = la->n == lb->n;
+            for (int j = 0; same && j < la->n; j++)
+                same = strcmp(la->item[j], lb->item[j]) == 0;
+        }
+        if (!same) return k->name;
+    }
+    return NULL;
 }
 
 /* ---- checking ---- */
@@ -710,6 +755,10 @@ int hn_config_validate(const HnConfig* cfg) {
     NEED(cfg->train.eval_batches >= 1, "train.eval_batches must be >= 1, got %d",
          cfg->train.eval_batches);
     NOT_NEGATIVE(cfg->train.sample_tokens, "train.sample_tokens");
+    NOT_NEGATIVE(cfg->train.save_every, "train.save_every");
+    NEED(cfg->train.keep >= 1, "train.keep must be >= 1, got %d", cfg->train.keep);
+    NEED(cfg->train.deflate >= 0 && cfg->train.deflate <= 9, "train.deflate must be 0..9, got %d",
+         cfg->train.deflate);
     NEED(cfg->train.out[0], "train.out is empty: set it to the run folder");
     return HN_OK;
 }

@@ -63,6 +63,10 @@ typedef struct {
         int eval_batches;  /* validation batches per evaluation */
         int sample_tokens; /* tokens to generate at the end (0 = none) */
         char sample_prompt[HN_STR];
+        int save_every;    /* steps between checkpoints; 0 = only at the end */
+        int keep;          /* step checkpoints kept (besides best.h5) */
+        char save_dtype[8]; /* f32 | bf16 (weights only; bf16 does not resume bit-exactly) */
+        int deflate;       /* zlib level of checkpoint datasets, 0..9 */
     } train;
 } HnConfig;
 
@@ -71,10 +75,16 @@ void hn_config_defaults(HnConfig* cfg);
 /* read a YAML file on top of cfg; an unknown key is an error that names the closest
  * valid key; HN_OK or HN_ERR (message in hn_error_message()) */
 int hn_config_load(HnConfig* cfg, const char* path);
+/* the same from YAML text (e.g. the config stored in a checkpoint); name is used in messages */
+int hn_config_load_text(HnConfig* cfg, const char* text, const char* name);
 /* apply one "section.key=value" override */
 int hn_config_set(HnConfig* cfg, const char* assignment);
 /* check ranges and combinations (e.g. channels divisible by heads) */
 int hn_config_validate(const HnConfig* cfg);
+/* the first key (in table order) whose value differs between a and b and is not in
+ * `allowed` (full names); NULL if none differs */
+const char* hn_config_first_difference(const HnConfig* a, const HnConfig* b,
+                                       const char* const* allowed, int nallowed);
 /* write the resolved config as YAML that hn_config_load reads back to the same struct */
 int hn_config_write(const HnConfig* cfg, FILE* f);
 /* write the Markdown table of every key (docs/CONFIG.md is this output) */

@@ -2,12 +2,22 @@
 #include "core/fs.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "core/error.h"
+
+int hn_path(char* out, size_t n, const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(out, n, fmt, ap);
+    va_end(ap);
+    if (len < 0 || (size_t)len >= n) return hn_error("path too long: %.80s...", out);
+    return HN_OK;
+}
 
 static int mkdir_one(const char* path) {
     if (mkdir(path, 0777) == 0 || errno == EEXIST) return HN_OK;

@@ -124,6 +124,7 @@ static void shuffle_u32(HnRng* rng, uint32_t* a, size_t n) {
 
 /* set up the window order of shard_order[shard_pos] */
 static int enter_shard(HnLoader* ld) {
+    ld->rng_at_shard = ld->rng;
     const HnShard* s = &ld->shards[ld->shard_order[ld->shard_pos]];
     size_t n = shard_windows(s, ld->T);
     if (n > UINT32_MAX) return hn_error("%s: too many windows in one shard", s->path);
@@ -226,6 +227,38 @@ int hn_loader_next(HnLoader* ld, int* tokens, int* targets) {
             if (t > 0) targets[b * T + t - 1] = id;
         }
     }
+    return HN_OK;
+}
+
+void hn_loader_get_cursor(const HnLoader* ld, int* epoch, int* shard_pos, int64_t* window_pos,
+                          HnRng* rng_at_shard, const int** shard_order) {
+    *epoch = ld->epoch;
+    *shard_pos = ld->shard_pos;
+    *window_pos = (int64_t)ld->window_pos;
+    *rng_at_shard = ld->rng_at_shard;
+    *shard_order = ld->shard_order;
+}
+
+int hn_loader_set_cursor(HnLoader* ld, int epoch, int shard_pos, int64_t window_pos,
+                         const HnRng* rng_at_shard, const int* shard_order, int nshards) {
+    if (nshards != ld->nshards)
+        return hn_error("the checkpoint's data cursor is for %d shards, but data.train matches %d",
+                        nshards, ld->nshards);
+    if (shard_pos < 0 || shard_pos >= nshards || epoch < 0 || window_pos < 0)
+        return hn_error("the checkpoint's data cursor is out of range");
+    for (int i = 0; i < nshards; i++) {
+        if (shard_order[i] < 0 || shard_order[i] >= nshards)
+            return hn_error("the checkpoint's shard order is out of range");
+        ld->shard_order[i] = shard_order[i];
+    }
+    ld->epoch = epoch;
+    ld->shard_pos = shard_pos;
+    ld->rng = *rng_at_shard;
+    if (enter_shard(ld) != HN_OK) return HN_ERR;
+    if ((size_t)window_pos > ld->nwindows)
+        return hn_error(
+            "the checkpoint's data cursor is past the end of its shard (did the data change?)");
+    ld->window_pos = (size_t)window_pos;
     return HN_OK;
 }
 

@@ -38,6 +38,7 @@ typedef struct {
     int vocab; /* ids must be < vocab */
     int shuffle;
     HnRng rng;
+    HnRng rng_at_shard; /* rng as it was when the current shard was entered (for resume) */
     /* cursor: where the next batch starts */
     int epoch;
     int shard_pos;          /* index into shard_order */
@@ -54,6 +55,13 @@ void hn_loader_close(HnLoader* ld);
 /* the next B windows: tokens (B,T) and targets (B,T); moves to the next shard and epoch as
  * needed. HN_ERR on a token id out of range, naming the shard and position. */
 int hn_loader_next(HnLoader* ld, int* tokens, int* targets);
+/* the cursor as a checkpoint stores it: epoch, position, shard order, and the RNG state
+ * from which the current shard's window order is regenerated */
+void hn_loader_get_cursor(const HnLoader* ld, int* epoch, int* shard_pos, int64_t* window_pos,
+                          HnRng* rng_at_shard, const int** shard_order);
+/* continue from a saved cursor; HN_ERR if it does not fit these shards */
+int hn_loader_set_cursor(HnLoader* ld, int epoch, int shard_pos, int64_t window_pos,
+                         const HnRng* rng_at_shard, const int* shard_order, int nshards);
 /* rewind to the start in file order (validation) */
 void hn_loader_reset(HnLoader* ld);
 /* total windows of length T+1 over all shards */

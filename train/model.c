@@ -47,6 +47,10 @@ static int build_table(HnParamTable* t, const HnModelConfig* c) {
     return HN_OK;
 }
 
+int hn_model_table(HnParamTable* t, const HnModelConfig* cfg) {
+    return build_table(t, cfg);
+}
+
 /* point a HnTensors at a buffer laid out like the table (the rows were added in order) */
 static void bind_tensors(HnTensors* w, const HnParamTable* t, float* base, int L) {
     const HnParamRow* r = t->rows;

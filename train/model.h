@@ -90,6 +90,8 @@ typedef struct {
 
 /* padded vocabulary: V rounded up to a multiple of 128 */
 int hn_model_padded_vocab(int V);
+/* only the parameter rows (names and shapes) of a model with this config, unallocated */
+int hn_model_table(HnParamTable* t, const HnModelConfig* cfg);
 /* build the parameter table and allocate parameters, gradients and activations for
  * micro-batches of up to maxB x maxT; HN_OK or HN_ERR */
 int hn_model_create(HnModel* m, const HnModelConfig* cfg, int maxB, int maxT);

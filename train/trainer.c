@@ -2,9 +2,16 @@
  * The training loop; see trainer.h. One optimizer step draws data.batch x optim.accum
  * windows; its loss is the mean over every counted target of all its micro-batches, so
  * each micro-batch's backward is scaled by 1 / (targets counted in the whole step).
+ *
+ * Checkpoints (data/h5ckpt.h) go to RUN/ckpt/step_NNNNNN.h5 every train.save_every steps
+ * and at the end; RUN/latest.h5 is a symbolic link to the newest and RUN/best.h5 a hard link
+ * to the one with the lowest validation loss, both replaced by rename so they are never
+ * half-written. A resume restores parameters, AdamW moments and step, and the data cursor,
+ * so the rest of the run is bit-identical to an uninterrupted one.
  */
 #include "train/trainer.h"
 
+#include <dirent.h>
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
@@ -17,6 +24,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "data/h5ckpt.h"
 #include "core/rng.h"
 #include "data/dataset.h"
 #include "data/prepare.h"
@@ -134,11 +142,344 @@ static HnSchedule schedule_of(const char* s) {
     return HN_SCHED_COSINE;
 }
 
-int hn_train(const HnConfig* cfg, HnTrainResult* result) {
+/* everything one run owns */
+typedef struct {
+    HnConfig cfg; /* resolved: model.vocab filled in */
+    HnModel model;
+    HnOptimizer opt;
+    HnLoader train, val;
+    HnTokenizer* tok;
+    int* tokens;
+    int* targets;
+    FILE* metrics;
+    int have_val;
+    int step;        /* optimizer steps done */
+    int64_t ntokens; /* training tokens consumed */
+    double best_val; /* NAN until a validation */
+    char* config_text;
+} Run;
+
+/* the keys a resumed run may change: how long, how it reports, evaluates and saves */
+static const char* const RESUMABLE_KEYS[] = {
+    "train.steps",      "train.log_every", "train.eval_every",    "train.eval_batches",
+    "train.save_every", "train.keep",      "train.sample_tokens", "train.sample_prompt",
+    "train.threads",    "train.out",       "train.deflate",       "data.val",
+};
+
+static char* config_to_text(const HnConfig* cfg) {
+    char* buf = NULL;
+    size_t len = 0;
+    FILE* f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    int rc = hn_config_write(cfg, f);
+    if (fclose(f) != 0 || rc != HN_OK) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* replace `link_path` by a new link (symbolic or hard) to `target`, atomically */
+static int replace_link(const char* target, const char* link_path, int symbolic) {
+    char tmp[PATH_MAX];
+    if (hn_path(tmp, sizeof tmp, "%s.tmp.%d", link_path, (int)getpid()) != HN_OK) return HN_ERR;
+    unlink(tmp);
+    int rc = symbolic ? symlink(target, tmp) : link(target, tmp);
+    if (rc != 0 || rename(tmp, link_path) != 0) {
+        unlink(tmp);
+        return hn_error("cannot update %s", link_path);
+    }
+    return HN_OK;
+}
+
+/* names of RUN/ckpt/step_*.h5, sorted (zero-padded, so by step) */
+static int list_step_files(const char* dir, char*** names, int* n) {
+    *names = NULL;
+    *n = 0;
+    DIR* d = opendir(dir);
+    if (!d) return HN_OK;
+    struct dirent* e;
+    int cap = 0;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, "step_", 5) != 0 || len < 8 ||
+            strcmp(e->d_name + len - 3, ".h5") != 0)
+            continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            char** grown = realloc(*names, (size_t)cap * sizeof *grown);
+            if (!grown) break;
+            *names = grown;
+        }
+        (*names)[(*n)++] = strdup(e->d_name);
+    }
+    closedir(d);
+    for (int i = 1; i < *n; i++)
+        for (int j = i; j > 0 && strcmp((*names)[j - 1], (*names)[j]) > 0; j--) {
+            char* t = (*names)[j];
+            (*names)[j] = (*names)[j - 1];
+            (*names)[j - 1] = t;
+        }
+    return HN_OK;
+}
+
+/* a previous run killed during a save leaves temporary files behind: remove them */
+static void remove_stale_temporaries(const char* dir) {
+    DIR* d = opendir(dir);
+    if (!d) return;
+    struct dirent* e;
+    char path[PATH_MAX];
+    while ((e = readdir(d)))
+        if (strstr(e->d_name, ".tmp.")) {
+            if (hn_path(path, sizeof path, "%s/%s", dir, e->d_name) == HN_OK) unlink(path);
+        }
+    closedir(d);
+}
+
+static int save_checkpoint(Run* r, int improved) {
+    const HnConfig* cfg = &r->cfg;
+    char dir[PATH_MAX], path[PATH_MAX], rel[64], link_path[PATH_MAX];
+    snprintf(rel, sizeof rel, "ckpt/step_%06d.h5", r->step);
+    if (hn_path(dir, sizeof dir, "%s/ckpt", cfg->train.out) != HN_OK || hn_mkdirs(dir) != HN_OK ||
+        hn_path(path, sizeof path, "%s/%s", cfg->train.out, rel) != HN_OK)
+        return HN_ERR;
+    HnCkptCursor cur = {.nshards = r->train.nshards};
+    hn_loader_get_cursor(&r->train, &cur.epoch, &cur.shard_pos, &cur.window_pos, &cur.rng_at_shard,
+                         &cur.shard_order);
+    HnCkptSave s = {.config_yaml = r->config_text,
+                    .arch = cfg->model.arch,
+                    .step = r->step,
+                    .tokens = r->ntokens,
+                    .params = &r->model.params,
+                    .m = r->opt.m,
+                    .v = r->opt.v,
+                    .opt_t = r->opt.t,
+                    .cursor = &cur,
+                    .best_val_loss = r->best_val,
+                    .tokenizer = r->tok,
+                    .bf16 = strcmp(cfg->train.save_dtype, "bf16") == 0,
+                    .deflate = cfg->train.deflate};
+    if (hn_ckpt_save(path, &s) != HN_OK) return HN_ERR;
+    if (hn_path(link_path, sizeof link_path, "%s/latest.h5", cfg->train.out) != HN_OK ||
+        replace_link(rel, link_path, 1) != HN_OK)
+        return HN_ERR;
+    if (improved && (hn_path(link_path, sizeof link_path, "%s/best.h5", cfg->train.out) != HN_OK ||
+                     replace_link(path, link_path, 0) != HN_OK))
+        return HN_ERR;
+    char** names;
+    int n;
+    list_step_files(dir, &names, &n);
+    for (int i = 0; i < n; i++) {
+        if (i < n - cfg->train.keep) {
+            if (hn_path(path, sizeof path, "%s/%s", dir, names[i]) == HN_OK) unlink(path);
+        }
+        free(names[i]);
+    }
+    free(names);
+    return HN_OK;
+}
+
+/* keep only the metrics lines of steps <= step (a resume rewinds to its checkpoint) */
+static int truncate_metrics(const char* path, int step) {
+    FILE* f = fopen(path, "r");
+    if (!f) return HN_OK;
+    char* kept = NULL;
+    size_t klen = 0;
+    FILE* out = open_memstream(&kept, &klen);
+    char line[4096];
+    while (out && fgets(line, sizeof line, f)) {
+        const char* p = strstr(line, "\"step\":");
+        if (p && atoi(p + 7) <= step) fputs(line, out);
+    }
+    fclose(f);
+    if (!out) return hn_error("out of memory");
+    fclose(out);
+    f = fopen(path, "w");
+    int ok = f && fwrite(kept, 1, klen, f) == klen;
+    if (f) ok = fclose(f) == 0 && ok;
+    free(kept);
+    return ok ? HN_OK : hn_error("cannot rewrite %s", path);
+}
+
+static int resume(Run* r, const char* path) {
+    char* text = NULL;
+    HnH5* f = hn_ckpt_open(path, &text);
+    if (!f) return HN_ERR;
+    HnConfig saved;
+    hn_config_defaults(&saved);
+    int rc = hn_config_load_text(&saved, text, path);
+    free(text);
+    if (rc == HN_OK) {
+        const char* key = hn_config_first_difference(
+            &saved, &r->cfg, RESUMABLE_KEYS, (int)(sizeof RESUMABLE_KEYS / sizeof *RESUMABLE_KEYS));
+        if (key)
+            rc = hn_error(
+                "cannot resume from %s: %s differs from the checkpoint's config (only steps, "
+                "logging, evaluation and saving may change)",
+                path, key);
+    }
+    int64_t step = 0, tokens = 0, opt_t = 0;
+    HnCkptCursor cur;
+    int* order = NULL;
+    double best = NAN;
+    if (rc == HN_OK) rc = hn_ckpt_counters(f, &step, &tokens, &opt_t);
+    if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "model", &r->model.params, r->model.params.data, 0);
+    if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "optim/m", &r->model.params, r->opt.m, 1);
+    if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "optim/v", &r->model.params, r->opt.v, 1);
+    if (rc == HN_OK) rc = hn_ckpt_cursor(f, &cur, &order, &best);
+    if (rc == HN_OK)
+        rc = hn_loader_set_cursor(&r->train, cur.epoch, cur.shard_pos, cur.window_pos,
+                                  &cur.rng_at_shard, cur.shard_order, cur.nshards);
+    free(order);
+    hn_h5_close(f);
+    if (rc != HN_OK) return HN_ERR;
+    r->step = (int)step;
+    r->ntokens = tokens;
+    r->opt.t = (int)opt_t;
+    r->best_val = best;
+    fprintf(stderr, "resumed from %s at step %d\n", path, r->step);
+    return HN_OK;
+}
+
+/* the checkpoint a --resume request names, or NULL for a fresh start */
+static const char* resume_path(const HnConfig* cfg, const char* resume, char* buf, size_t n) {
+    if (!resume) return NULL;
+    if (strcmp(resume, "auto") != 0) return resume;
+    if (hn_path(buf, n, "%s/latest.h5", cfg->train.out) != HN_OK) return NULL;
+    return access(buf, F_OK) == 0 ? buf : NULL;
+}
+
+static void run_free(Run* r) {
+    if (r->metrics) fclose(r->metrics);
+    free(r->tokens);
+    free(r->targets);
+    free(r->config_text);
+    hn_loader_close(&r->train);
+    hn_loader_close(&r->val);
+    hn_optim_free(&r->opt);
+    hn_model_free(&r->model);
+    hn_tokenizer_free(r->tok);
+}
+
+/* data, vocabulary, tokenizer, model, optimizer, run folder */
+static int run_setup(Run* r, const HnConfig* user_cfg) {
+    HnConfig* cfg = &r->cfg;
+    *cfg = *user_cfg;
+    /* the loader opens first so a missing or damaged shard is the error reported */
+    if (hn_loader_open(&r->train, cfg->data.train, cfg->data.batch, cfg->data.seq, INT_MAX,
+                       cfg->data.shuffle, (uint64_t)cfg->train.seed) != HN_OK)
+        return HN_ERR;
+    char data_dir[PATH_MAX];
+    data_dir_of(cfg->data.train, data_dir, sizeof data_dir);
+    HnDataMeta meta;
+    int have_meta = hn_data_meta_read(data_dir, &meta) == HN_OK;
+    if (cfg->model.vocab == 0) {
+        if (!have_meta)
+            return hn_error("model.vocab is 0 and %s/meta.json is missing — set model.vocab or "
+                            "prepare the data with `hone prepare`",
+                            data_dir);
+        cfg->model.vocab = meta.vocab_size;
+    }
+    int V = cfg->model.vocab;
+    if (strcmp(cfg->tokenizer.type, "none") != 0) {
+        r->tok = open_tokenizer(cfg, &meta, have_meta);
+        if (!r->tok && strcmp(cfg->tokenizer.type, "auto") != 0) return HN_ERR;
+        if (r->tok && hn_tokenizer_vocab_size(r->tok) > V)
+            return hn_error("model.vocab %d is smaller than the tokenizer's vocabulary %d", V,
+                            hn_tokenizer_vocab_size(r->tok));
+    }
+    r->train.vocab = V;
+
+    int B = cfg->data.batch, T = cfg->data.seq, accum = cfg->optim.accum;
+    HnModelConfig mc = {.L = cfg->model.layers,
+                        .C = cfg->model.channels,
+                        .NH = cfg->model.heads,
+                        .V = V,
+                        .Vp = hn_model_padded_vocab(V),
+                        .maxT = cfg->model.context,
+                        .eps = cfg->model.norm_eps};
+    if (hn_model_create(&r->model, &mc, B, T) != HN_OK) return HN_ERR;
+    hn_model_init(&r->model, cfg->model.init_std, (uint64_t)cfg->train.seed);
+    const char* patterns[HN_MAX_LIST];
+    for (int i = 0; i < cfg->optim.no_decay.n; i++)
+        patterns[i] = cfg->optim.no_decay.item[i];
+    hn_params_set_no_decay(&r->model.params, patterns, cfg->optim.no_decay.n);
+    HnOptimConfig oc = {.lr = cfg->optim.lr,
+                        .beta1 = cfg->optim.betas[0],
+                        .beta2 = cfg->optim.betas[1],
+                        .eps = cfg->optim.eps,
+                        .weight_decay = cfg->optim.weight_decay,
+                        .clip = cfg->optim.clip,
+                        .min_lr_ratio = cfg->optim.min_lr_ratio,
+                        .warmup = cfg->optim.warmup,
+                        .steps = cfg->train.steps,
+                        .schedule = schedule_of(cfg->optim.schedule)};
+    if (hn_optim_create(&r->opt, &oc, &r->model.params) != HN_OK) return HN_ERR;
+    r->have_val = cfg->data.val[0] != '\0';
+    if (r->have_val && hn_loader_open(&r->val, cfg->data.val, 1, T, V, 0, 0) != HN_OK)
+        return HN_ERR;
+    size_t n = (size_t)B * T * accum;
+    r->tokens = malloc(n * sizeof(int));
+    r->targets = malloc(n * sizeof(int));
+    if (!r->tokens || !r->targets) return hn_error("out of memory");
+    r->best_val = NAN;
+    if (!(r->config_text = config_to_text(cfg))) return hn_error("cannot render the config");
+    return hn_mkdirs(cfg->train.out);
+}
+
+static int open_run_files(Run* r, int resumed) {
+    char path[PATH_MAX], dir[PATH_MAX];
+    if (hn_path(dir, sizeof dir, "%s/ckpt", r->cfg.train.out) != HN_OK) return HN_ERR;
+    remove_stale_temporaries(dir);
+    remove_stale_temporaries(r->cfg.train.out);
+    if (hn_path(path, sizeof path, "%s/config.yaml", r->cfg.train.out) != HN_OK) return HN_ERR;
+    FILE* f = fopen(path, "w");
+    int ok = f && fputs(r->config_text, f) >= 0;
+    if (f) ok = fclose(f) == 0 && ok;
+    if (!ok) return hn_error("cannot write %s", path);
+    if (hn_path(path, sizeof path, "%s/metrics.jsonl", r->cfg.train.out) != HN_OK) return HN_ERR;
+    if (resumed && truncate_metrics(path, r->step) != HN_OK) return HN_ERR;
+    if (!(r->metrics = fopen(path, resumed ? "a" : "w"))) return hn_error("cannot write %s", path);
+    return HN_OK;
+}
+
+/* one optimizer step: accum micro-batches, clip, AdamW. Returns the step's loss or NAN */
+static int train_step(Run* r, double* loss_out, double* norm_out, float* lr_out) {
+    const HnConfig* cfg = &r->cfg;
+    int B = cfg->data.batch, T = cfg->data.seq, accum = cfg->optim.accum;
+    size_t per_micro = (size_t)B * T, counted = 0;
+    for (int k = 0; k < accum; k++)
+        if (hn_loader_next(&r->train, r->tokens + k * per_micro, r->targets + k * per_micro) !=
+            HN_OK)
+            return HN_ERR;
+    for (size_t i = 0; i < per_micro * accum; i++)
+        counted += r->targets[i] != HN_IGNORE;
+    double loss_sum = 0.0;
+    float scale = counted ? 1.0f / (float)counted : 0.0f;
+    for (int k = 0; k < accum; k++) {
+        loss_sum += hn_model_forward(&r->model, r->tokens + k * per_micro,
+                                     r->targets + k * per_micro, B, T, scale);
+        hn_model_backward(&r->model);
+    }
+    double loss = counted ? loss_sum / (double)counted : 0.0;
+    double norm = hn_optim_grad_norm(&r->model.params, r->model.grads);
+    if (!isfinite(loss) || !isfinite(norm))
+        return hn_error("training diverged at step %d (loss %g, gradient norm %g) — lower "
+                        "optim.lr or set optim.clip",
+                        r->step + 1, loss, norm);
+    *lr_out = hn_optim_step(&r->opt, &r->model.params, r->model.grads, norm);
+    *loss_out = loss;
+    *norm_out = norm;
+    r->step++;
+    r->ntokens += (int64_t)(per_micro * accum);
+    return HN_OK;
+}
+
+int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult* result) {
     memset(result, 0, sizeof *result);
     result->val_loss = NAN;
-    if (hn_config_validate(cfg) != HN_OK) return HN_ERR;
-    if (strcmp(cfg->train.device, "cuda") == 0) {
+    if (hn_config_validate(user_cfg) != HN_OK) return HN_ERR;
+    if (strcmp(user_cfg->train.device, "cuda") == 0) {
 #ifdef HONE_HAVE_CUDA
         if (hn_cuda_device_count() == 0)
             return hn_error(
@@ -150,192 +491,103 @@ int hn_train(const HnConfig* cfg, HnTrainResult* result) {
                         "or no nvcc)");
 #endif
     }
-    int threads = cfg->train.threads > 0 ? cfg->train.threads : omp_get_num_procs();
+    if (opts->stop_at < 0) return hn_error("--stop-at must be a positive step");
+    int threads = user_cfg->train.threads > 0 ? user_cfg->train.threads : omp_get_num_procs();
     omp_set_num_threads(threads);
 
-    /* the data decides the vocabulary and tokenizer unless the config says otherwise;
-     * the loader opens first so a missing or damaged shard is the error reported */
-    HnLoader train = {0}, val = {0};
-    if (hn_loader_open(&train, cfg->data.train, cfg->data.batch, cfg->data.seq, INT_MAX,
-                       cfg->data.shuffle, (uint64_t)cfg->train.seed) != HN_OK) {
-        hn_loader_close(&train);
-        return HN_ERR;
-    }
-    char data_dir[PATH_MAX];
-    data_dir_of(cfg->data.train, data_dir, sizeof data_dir);
-    HnDataMeta meta;
-    int have_meta = hn_data_meta_read(data_dir, &meta) == HN_OK;
-    int V = cfg->model.vocab;
-    if (V == 0) {
-        if (!have_meta) {
-            hn_loader_close(&train);
-            return hn_error("model.vocab is 0 and %s/meta.json is missing — set model.vocab or "
-                            "prepare the data with `hone prepare`",
-                            data_dir);
-        }
-        V = meta.vocab_size;
-    }
-    HnTokenizer* tok = NULL;
-    if (strcmp(cfg->tokenizer.type, "none") != 0) {
-        tok = open_tokenizer(cfg, &meta, have_meta);
-        int rc = HN_OK;
-        if (!tok && strcmp(cfg->tokenizer.type, "auto") != 0) rc = HN_ERR;
-        if (tok && hn_tokenizer_vocab_size(tok) > V)
-            rc = hn_error("model.vocab %d is smaller than the tokenizer's vocabulary %d", V,
-                          hn_tokenizer_vocab_size(tok));
-        if (rc != HN_OK) {
-            hn_tokenizer_free(tok);
-            hn_loader_close(&train);
-            return rc;
-        }
-    }
-    train.vocab = V;
-
-    int B = cfg->data.batch, T = cfg->data.seq, accum = cfg->optim.accum;
-    HnModelConfig mc = {.L = cfg->model.layers,
-                        .C = cfg->model.channels,
-                        .NH = cfg->model.heads,
-                        .V = V,
-                        .Vp = hn_model_padded_vocab(V),
-                        .maxT = cfg->model.context,
-                        .eps = cfg->model.norm_eps};
-    HnModel model;
-    HnOptimizer opt = {0};
-    int *tokens = NULL, *targets = NULL;
-    FILE* metrics = NULL;
-    int rc = hn_model_create(&model, &mc, B, T);
-    if (rc == HN_OK) {
-        hn_model_init(&model, cfg->model.init_std, (uint64_t)cfg->train.seed);
-        const char* patterns[HN_MAX_LIST];
-        for (int i = 0; i < cfg->optim.no_decay.n; i++)
-            patterns[i] = cfg->optim.no_decay.item[i];
-        hn_params_set_no_decay(&model.params, patterns, cfg->optim.no_decay.n);
-        HnOptimConfig oc = {.lr = cfg->optim.lr,
-                            .beta1 = cfg->optim.betas[0],
-                            .beta2 = cfg->optim.betas[1],
-                            .eps = cfg->optim.eps,
-                            .weight_decay = cfg->optim.weight_decay,
-                            .clip = cfg->optim.clip,
-                            .min_lr_ratio = cfg->optim.min_lr_ratio,
-                            .warmup = cfg->optim.warmup,
-                            .steps = cfg->train.steps,
-                            .schedule = schedule_of(cfg->optim.schedule)};
-        rc = hn_optim_create(&opt, &oc, &model.params);
-    }
-    int have_val = cfg->data.val[0] != '\0';
-    if (rc == HN_OK && have_val) rc = hn_loader_open(&val, cfg->data.val, 1, T, V, 0, 0);
-    size_t per_micro = (size_t)B * T;
-    if (rc == HN_OK) {
-        tokens = malloc(per_micro * accum * sizeof(int));
-        targets = malloc(per_micro * accum * sizeof(int));
-        if (!tokens || !targets) rc = hn_error("out of memory");
-    }
-    if (rc == HN_OK) rc = hn_mkdirs(cfg->train.out);
-    if (rc == HN_OK) {
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/config.yaml", cfg->train.out);
-        FILE* f = fopen(path, "w");
-        if (!f || hn_config_write(cfg, f) != HN_OK) rc = hn_error("cannot write %s", path);
-        if (f && fclose(f) != 0) rc = hn_error("cannot write %s", path);
-        snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->train.out);
-        if (rc == HN_OK && !(metrics = fopen(path, "w"))) rc = hn_error("cannot write %s", path);
-    }
+    Run run;
+    memset(&run, 0, sizeof run);
+    Run* r = &run;
+    int rc = run_setup(r, user_cfg);
+    char buf[PATH_MAX];
+    const char* from = rc == HN_OK ? resume_path(&r->cfg, opts->resume, buf, sizeof buf) : NULL;
+    if (rc == HN_OK && from) rc = resume(r, from);
+    if (rc == HN_OK) rc = open_run_files(r, from != NULL);
+    const HnConfig* cfg = &r->cfg;
     if (rc == HN_OK) {
         size_t nparams = 0;
-        for (int i = 0; i < model.params.n; i++)
-            nparams += model.params.rows[i].numel;
+        for (int i = 0; i < r->model.params.n; i++)
+            nparams += r->model.params.rows[i].numel;
         fprintf(
             stderr,
             "model: gpt2 L=%d C=%d NH=%d V=%d (%.2fM parameters), B=%d T=%d accum=%d, %d threads\n",
-            mc.L, mc.C, mc.NH, V, nparams / 1e6, B, T, accum, threads);
+            cfg->model.layers, cfg->model.channels, cfg->model.heads, cfg->model.vocab,
+            nparams / 1e6, cfg->data.batch, cfg->data.seq, cfg->optim.accum, threads);
     }
 
     int tty = isatty(fileno(stderr));
+    int steps = cfg->train.steps, first = r->step, stopped = 0;
     double t_start = now_s(), t_last = t_start;
     size_t tok_since = 0;
-    for (int step = 0; rc == HN_OK && step < cfg->train.steps; step++) {
-        size_t counted = 0;
-        for (int k = 0; rc == HN_OK && k < accum; k++)
-            rc = hn_loader_next(&train, tokens + k * per_micro, targets + k * per_micro);
-        if (rc != HN_OK) break;
-        for (size_t i = 0; i < per_micro * accum; i++)
-            counted += targets[i] != HN_IGNORE;
-        double loss_sum = 0.0;
-        float scale = counted ? 1.0f / (float)counted : 0.0f;
-        for (int k = 0; k < accum; k++) {
-            loss_sum += hn_model_forward(&model, tokens + k * per_micro, targets + k * per_micro, B,
-                                         T, scale);
-            hn_model_backward(&model);
-        }
-        double loss = counted ? loss_sum / (double)counted : 0.0;
-        double norm = hn_optim_grad_norm(&model.params, model.grads);
-        if (!isfinite(loss) || !isfinite(norm)) {
-            rc = hn_error("training diverged at step %d (loss %g, gradient norm %g) — lower "
-                          "optim.lr or set optim.clip",
-                          step + 1, loss, norm);
-            break;
-        }
-        float lr = hn_optim_step(&opt, &model.params, model.grads, norm);
-        result->steps_done = step + 1;
+    while (rc == HN_OK && r->step < steps) {
+        double loss = 0, norm = 0;
+        float lr = 0;
+        if ((rc = train_step(r, &loss, &norm, &lr)) != HN_OK) break;
+        int step = r->step, last = step == steps;
+        stopped = opts->stop_at > 0 && step == opts->stop_at && !last;
+        result->steps_done = step;
         result->last_loss = loss;
-        tok_since += per_micro * accum;
+        tok_since += (size_t)cfg->data.batch * cfg->data.seq * cfg->optim.accum;
 
-        int last = step + 1 == cfg->train.steps;
-        if ((step + 1) % cfg->train.log_every == 0 || last || tty) {
+        int log_now = step % cfg->train.log_every == 0 || last;
+        if (log_now || tty) {
             double t = now_s(), dt = t - t_last, elapsed = t - t_start;
-            double tps = dt > 0 ? tok_since / dt : 0.0;
-            if ((step + 1) % cfg->train.log_every == 0 || last) {
-                fprintf(metrics,
+            if (log_now) {
+                result->tokens_per_s = dt > 0 ? tok_since / dt : 0.0;
+                fprintf(r->metrics,
                         "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens_per_"
                         "s\":%.1f,\"elapsed_s\":%.3f}\n",
-                        step + 1, loss, lr, norm, tps, elapsed);
-                fflush(metrics);
-                result->tokens_per_s = tps;
+                        step, loss, lr, norm, result->tokens_per_s, elapsed);
+                fflush(r->metrics);
                 t_last = t;
                 tok_since = 0;
             }
             char eta[32];
-            fmt_duration(eta, sizeof eta, elapsed / (step + 1) * (cfg->train.steps - step - 1));
+            fmt_duration(eta, sizeof eta, elapsed / (step - first) * (steps - step));
             fprintf(stderr, "%sstep %d/%d | loss %.4f | lr %.2e | %.0f tok/s | ETA %s%s",
-                    tty ? "\r\033[K" : "", step + 1, cfg->train.steps, loss, lr,
-                    result->tokens_per_s, eta, tty && !last ? "" : "\n");
+                    tty ? "\r\033[K" : "", step, steps, loss, lr, result->tokens_per_s, eta,
+                    tty && !last && !stopped ? "" : "\n");
         }
-        int do_eval =
-            have_val &&
-            (last || (cfg->train.eval_every > 0 && (step + 1) % cfg->train.eval_every == 0));
-        if (do_eval) {
+        int improved = 0;
+        if (r->have_val &&
+            (last || (cfg->train.eval_every > 0 && step % cfg->train.eval_every == 0))) {
             size_t n;
-            double vl = evaluate(&model, &val, B, T, cfg->train.eval_batches, tokens, targets, &n);
+            double vl = evaluate(&r->model, &r->val, cfg->data.batch, cfg->data.seq,
+                                 cfg->train.eval_batches, r->tokens, r->targets, &n);
             if (isnan(vl)) {
                 rc = HN_ERR;
                 break;
             }
             result->val_loss = vl;
-            fprintf(metrics, "{\"step\":%d,\"val_loss\":%.6f,\"val_tokens\":%zu}\n", step + 1, vl,
+            improved = isnan(r->best_val) || vl < r->best_val;
+            if (improved) r->best_val = vl;
+            fprintf(r->metrics, "{\"step\":%d,\"val_loss\":%.6f,\"val_tokens\":%zu}\n", step, vl,
                     n);
-            fflush(metrics);
+            fflush(r->metrics);
             fprintf(stderr, "%sstep %d/%d | val loss %.4f (%zu tokens)\n", tty ? "\r\033[K" : "",
-                    step + 1, cfg->train.steps, vl, n);
+                    step, steps, vl, n);
         }
+        int save =
+            last || stopped || (cfg->train.save_every > 0 && step % cfg->train.save_every == 0);
+        if (save && (rc = save_checkpoint(r, improved)) != HN_OK) break;
+        if (stopped) break;
     }
-    if (rc == HN_OK) {
-        printf("trained %d steps: loss %.4f", result->steps_done, result->last_loss);
+    if (rc == HN_OK && stopped) {
+        printf("stopped at step %d of %d: %s/ckpt/step_%06d.h5 (continue with --resume auto)\n",
+               r->step, steps, cfg->train.out, r->step);
+    } else if (rc == HN_OK) {
+        if (r->step == first && first > 0)
+            printf("nothing to do: the checkpoint is at step %d of %d\n", first, steps);
+        printf("trained %d steps: loss %.4f", r->step, result->last_loss);
         if (!isnan(result->val_loss))
             printf(", val loss %.4f (perplexity %.2f)", result->val_loss, exp(result->val_loss));
-        printf("\n");
-        if (cfg->train.sample_tokens > 0 && tok) {
+        printf(" -> %s/latest.h5\n", cfg->train.out);
+        if (cfg->train.sample_tokens > 0 && r->tok && r->step > first) {
             printf("--- sample ---\n");
-            rc = sample(&model, tok, cfg->train.sample_prompt, cfg->train.sample_tokens, T,
-                        (uint64_t)cfg->train.seed + 1);
+            rc = sample(&r->model, r->tok, cfg->train.sample_prompt, cfg->train.sample_tokens,
+                        cfg->data.seq, (uint64_t)cfg->train.seed + 1);
         }
     }
-    if (metrics) fclose(metrics);
-    free(tokens);
-    free(targets);
-    hn_loader_close(&train);
-    hn_loader_close(&val);
-    hn_optim_free(&opt);
-    hn_model_free(&model);
-    hn_tokenizer_free(tok);
+    run_free(r);
     return rc;
 }

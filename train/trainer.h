@@ -14,6 +14,11 @@ typedef struct {
     double tokens_per_s;
 } HnTrainResult;
 
-int hn_train(const HnConfig* cfg, HnTrainResult* result);
+typedef struct {
+    const char* resume; /* NULL: start fresh; "auto": RUN/latest.h5 if it exists; or a path */
+    int stop_at;        /* stop after this step with a checkpoint, as if interrupted (0: off) */
+} HnTrainOptions;
+
+int hn_train(const HnConfig* cfg, const HnTrainOptions* opts, HnTrainResult* result);
 
 #endif

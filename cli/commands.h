@@ -1,0 +1,14 @@
+/*
+ * Subcommands that live in their own files under cli/; cli/hone.c dispatches to them.
+ * Each takes the arguments after the subcommand's name and returns the exit status:
+ * 0 success, 1 an error in the input or the run, 2 a usage error.
+ */
+#ifndef HONE_CLI_COMMANDS_H
+#define HONE_CLI_COMMANDS_H
+
+/* hone eval CKPT --task ppl|mc|gen --data FILE ... */
+int hn_cmd_eval(int argc, char** argv);
+/* hone generate CKPT --prompt TEXT ... */
+int hn_cmd_generate(int argc, char** argv);
+
+#endif

@@ -1,0 +1,258 @@
+/*
+ * hone's checkpoint schema (see h5ckpt.h) on top of the HDF5 layer in h5.c: what goes
+ * where, and the checks a reader makes before it trusts a file.
+ */
+#include "data/h5ckpt.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+#define PATH_LEN (HN_NAME_MAX + 32)
+
+static int write_rows(HnH5* f, const char* group, const HnParamTable* t, const float* base,
+                      int only_trainable, HnH5Type type) {
+    char path[PATH_LEN];
+    if (hn_h5_group(f, group) != HN_OK) return HN_ERR;
+    for (int i = 0; i < t->n; i++) {
+        const HnParamRow* r = &t->rows[i];
+        if (only_trainable && !r->trainable) continue;
+        int64_t shape[HN_MAX_DIMS];
+        for (int d = 0; d < r->ndim; d++)
+            shape[d] = r->shape[d];
+        snprintf(path, sizeof path, "%s/%s", group, r->name);
+        if (hn_h5_write(f, path, type, base + r->offset, r->ndim, shape) != HN_OK) return HN_ERR;
+    }
+    return HN_OK;
+}
+
+static int write_tokenizer(HnH5* f, const HnTokenizer* tok) {
+    if (hn_h5_group(f, "/tokenizer") != HN_OK) return HN_ERR;
+    const char* type = tok ? hn_tokenizer_name(tok) : "none";
+    if (hn_h5_attr_str(f, "/tokenizer", "type", type) != HN_OK) return HN_ERR;
+    const char *enc, *merges;
+    size_t nenc, nmerges;
+    if (tok && hn_tokenizer_source(tok, &enc, &nenc, &merges, &nmerges) == HN_OK) {
+        int64_t a = (int64_t)nenc, b = (int64_t)nmerges;
+        if (hn_h5_write(f, "/tokenizer/encoder_json", HN_H5_U8, enc, 1, &a) != HN_OK ||
+            hn_h5_write(f, "/tokenizer/vocab_bpe", HN_H5_U8, merges, 1, &b) != HN_OK)
+            return HN_ERR;
+    }
+    return HN_OK;
+}
+
+static int write_cursor(HnH5* f, const HnCkptCursor* c) {
+    int64_t four = 4, three = 3, n = c->nshards;
+    int64_t cursor[3] = {c->epoch, c->shard_pos, c->window_pos};
+    if (hn_h5_write(f, "/train/rng", HN_H5_U64, c->rng_at_shard.s, 1, &four) != HN_OK ||
+        hn_h5_write(f, "/train/cursor", HN_H5_I64, cursor, 1, &three) != HN_OK ||
+        hn_h5_write(f, "/train/shard_order", HN_H5_I32, c->shard_order, 1, &n) != HN_OK)
+        return HN_ERR;
+    return HN_OK;
+}
+
+static int write_all(HnH5* f, const HnCkptSave* s) {
+    const char* root = "/";
+    if (hn_h5_attr_str(f, root, "format", "hone") != HN_OK ||
+        hn_h5_attr_i64(f, root, "format_version", HN_CKPT_FORMAT_VERSION) != HN_OK ||
+        hn_h5_attr_str(f, root, "config", s->config_yaml) != HN_OK ||
+        hn_h5_attr_str(f, root, "arch", s->arch) != HN_OK ||
+        hn_h5_attr_i64(f, root, "step", s->step) != HN_OK ||
+        hn_h5_attr_i64(f, root, "tokens", s->tokens) != HN_OK ||
+        hn_h5_attr_str(f, root, "dtype", s->bf16 ? "bf16" : "f32") != HN_OK)
+        return HN_ERR;
+    if (write_rows(f, "/model", s->params, s->params->data, 0, s->bf16 ? HN_H5_BF16 : HN_H5_F32) !=
+        HN_OK)
+        return HN_ERR;
+    if (hn_h5_group(f, "/peft") != HN_OK || hn_h5_group(f, "/mask") != HN_OK ||
+        hn_h5_group(f, "/optim") != HN_OK || hn_h5_group(f, "/train") != HN_OK)
+        return HN_ERR;
+    if (s->m && s->v) {
+        if (hn_h5_attr_i64(f, "/optim", "t", s->opt_t) != HN_OK ||
+            write_rows(f, "/optim/m", s->params, s->m, 1, HN_H5_F32) != HN_OK ||
+            write_rows(f, "/optim/v", s->params, s->v, 1, HN_H5_F32) != HN_OK)
+            return HN_ERR;
+    }
+    if (hn_h5_attr_f64(f, "/train", "best_val_loss", s->best_val_loss) != HN_OK) return HN_ERR;
+    if (s->cursor && write_cursor(f, s->cursor) != HN_OK) return HN_ERR;
+    return write_tokenizer(f, s->tokenizer);
+}
+
+int hn_ckpt_save(const char* path, const HnCkptSave* s) {
+    HnH5* f = hn_h5_create(path, s->deflate);
+    if (!f) return HN_ERR;
+    if (write_all(f, s) != HN_OK) {
+        hn_h5_abort(f);
+        return HN_ERR;
+    }
+    return hn_h5_commit(f);
+}
+
+HnH5* hn_ckpt_open(const char* path, char** config_yaml) {
+    *config_yaml = NULL;
+    HnH5* f = hn_h5_open(path);
+    if (!f) return NULL;
+    char* format = NULL;
+    int64_t version = 0;
+    int rc = HN_OK;
+    if (!hn_h5_has_attr(f, "/", "format") ||
+        hn_h5_read_attr_str(f, "/", "format", &format) != HN_OK || strcmp(format, "hone") != 0)
+        rc = hn_error("%s: not a hone checkpoint (no format=\"hone\" attribute)", path);
+    else if (hn_h5_read_attr_i64(f, "/", "format_version", &version) != HN_OK)
+        rc = HN_ERR;
+    else if (version != HN_CKPT_FORMAT_VERSION)
+        rc = hn_error("%s: checkpoint format_version %lld, this hone reads version %d — use a "
+                      "matching hone to read or re-export it",
+                      path, (long long)version, HN_CKPT_FORMAT_VERSION);
+    else if (hn_h5_read_attr_str(f, "/", "config", config_yaml) != HN_OK)
+        rc = HN_ERR;
+    free(format);
+    if (rc != HN_OK) {
+        free(*config_yaml);
+        *config_yaml = NULL;
+        hn_h5_close(f);
+        return NULL;
+    }
+    return f;
+}
+
+/* one tensor group/name of exactly the row's shape */
+static int read_row(HnH5* f, const char* group, const HnParamRow* r, float* dst) {
+    char path[PATH_LEN];
+    snprintf(path, sizeof path, "/%s/%s", group, r->name);
+    if (!hn_h5_exists(f, path))
+        return hn_error("%s: row %s is missing — the checkpoint does not match its config",
+                        hn_h5_path(f), path);
+    int ndim;
+    int64_t shape[8];
+    if (hn_h5_shape(f, path, &ndim, shape) != HN_OK) return HN_ERR;
+    int same = ndim == r->ndim;
+    for (int d = 0; same && d < ndim; d++)
+        same = shape[d] == r->shape[d];
+    if (!same) {
+        char want[64], got[64];
+        int a = 0, b = 0;
+        for (int d = 0; d < r->ndim; d++)
+            a += snprintf(want + a, sizeof want - a, d ? "x%d" : "%d", r->shape[d]);
+        for (int d = 0; d < ndim && d < 4; d++)
+            b += snprintf(got + b, sizeof got - b, d ? "x%lld" : "%lld", (long long)shape[d]);
+        if (ndim == 0) snprintf(got, sizeof got, "scalar");
+        return hn_error("%s: row %s has shape %s, the config needs %s", hn_h5_path(f), path, got,
+                        want);
+    }
+    return hn_h5_read(f, path, HN_H5_F32, dst, r->numel);
+}
+
+int hn_ckpt_read_rows(HnH5* f, const char* group, const HnParamTable* t, float* base,
+                      int only_trainable) {
+    for (int i = 0; i < t->n; i++) {
+        const HnParamRow* r = &t->rows[i];
+        if (only_trainable && !r->trainable) continue;
+        if (read_row(f, group, r, base + r->offset) != HN_OK) return HN_ERR;
+    }
+    return HN_OK;
+}
+
+int hn_ckpt_read_tensor(HnH5* f, const char* name, float* dst, size_t numel) {
+    char path[PATH_LEN];
+    if (snprintf(path, sizeof path, "/model/%s", name) >= (int)sizeof path)
+        return hn_error("tensor name too long: %s", name);
+    if (!hn_h5_exists(f, path))
+        return hn_error("%s: row %s is missing — the checkpoint does not match its config",
+                        hn_h5_path(f), path);
+    return hn_h5_read(f, path, HN_H5_F32, dst, numel);
+}
+
+static char* read_bytes(HnH5* f, const char* path, size_t* n) {
+    int ndim;
+    int64_t shape[8];
+    if (hn_h5_shape(f, path, &ndim, shape) != HN_OK) return NULL;
+    if (ndim != 1 || shape[0] < 1 || shape[0] > (64 << 20)) {
+        hn_error("%s: %s is not a byte array of a plausible size", hn_h5_path(f), path);
+        return NULL;
+    }
+    char* buf = malloc((size_t)shape[0]);
+    if (!buf) return hn_error("out of memory"), NULL;
+    if (hn_h5_read(f, path, HN_H5_U8, buf, (size_t)shape[0]) != HN_OK) {
+        free(buf);
+        return NULL;
+    }
+    *n = (size_t)shape[0];
+    return buf;
+}
+
+int hn_ckpt_tokenizer(HnH5* f, HnTokenizer** tok) {
+    *tok = NULL;
+    char* type = NULL;
+    if (!hn_h5_has_attr(f, "/tokenizer", "type")) return HN_OK; /* saved without one */
+    if (hn_h5_read_attr_str(f, "/tokenizer", "type", &type) != HN_OK) return HN_ERR;
+    int rc = HN_OK;
+    if (strcmp(type, "byte") == 0) {
+        *tok = hn_tokenizer_byte();
+    } else if (strcmp(type, "gpt2") == 0) {
+        size_t ne = 0, nm = 0;
+        char* enc = read_bytes(f, "/tokenizer/encoder_json", &ne);
+        char* mer = enc ? read_bytes(f, "/tokenizer/vocab_bpe", &nm) : NULL;
+        if (enc && mer)
+            *tok = hn_tokenizer_gpt2_from_memory(enc, ne, mer, nm,
+                                                 "checkpoint:/tokenizer/encoder_json",
+                                                 "checkpoint:/tokenizer/vocab_bpe");
+        if (!*tok) rc = HN_ERR;
+        free(enc);
+        free(mer);
+    } else if (strcmp(type, "none") != 0) {
+        rc = hn_error("%s: unknown tokenizer type '%s'", hn_h5_path(f), type);
+    }
+    free(type);
+    return rc;
+}
+
+int hn_ckpt_counters(HnH5* f, int64_t* step, int64_t* tokens, int64_t* opt_t) {
+    *opt_t = 0;
+    if (hn_h5_read_attr_i64(f, "/", "step", step) != HN_OK ||
+        hn_h5_read_attr_i64(f, "/", "tokens", tokens) != HN_OK)
+        return HN_ERR;
+    if (hn_h5_has_attr(f, "/optim", "t") && hn_h5_read_attr_i64(f, "/optim", "t", opt_t) != HN_OK)
+        return HN_ERR;
+    if (*step < 0 || *tokens < 0 || *opt_t < 0 || *step > INT32_MAX)
+        return hn_error("%s: negative or impossible step counters", hn_h5_path(f));
+    return HN_OK;
+}
+
+int hn_ckpt_cursor(HnH5* f, HnCkptCursor* c, int** order, double* best_val_loss) {
+    memset(c, 0, sizeof *c);
+    *order = NULL;
+    *best_val_loss = NAN;
+    if (hn_h5_has_attr(f, "/train", "best_val_loss") &&
+        hn_h5_read_attr_f64(f, "/train", "best_val_loss", best_val_loss) != HN_OK)
+        return HN_ERR;
+    if (!hn_h5_exists(f, "/train/cursor"))
+        return hn_error("%s: no data cursor (/train/cursor): it cannot resume training",
+                        hn_h5_path(f));
+    int64_t cursor[3];
+    int ndim;
+    int64_t shape[8];
+    if (hn_h5_read(f, "/train/cursor", HN_H5_I64, cursor, 3) != HN_OK ||
+        hn_h5_read(f, "/train/rng", HN_H5_U64, c->rng_at_shard.s, 4) != HN_OK ||
+        hn_h5_shape(f, "/train/shard_order", &ndim, shape) != HN_OK)
+        return HN_ERR;
+    if (ndim != 1 || shape[0] < 1 || shape[0] > (1 << 24) || cursor[0] < 0 ||
+        cursor[0] > INT32_MAX || cursor[1] < 0 || cursor[1] >= shape[0] || cursor[2] < 0)
+        return hn_error("%s: the data cursor in /train is malformed", hn_h5_path(f));
+    *order = malloc((size_t)shape[0] * sizeof(int));
+    if (!*order) return hn_error("out of memory");
+    if (hn_h5_read(f, "/train/shard_order", HN_H5_I32, *order, (size_t)shape[0]) != HN_OK) {
+        free(*order);
+        *order = NULL;
+        return HN_ERR;
+    }
+    c->epoch = (int)cursor[0];
+    c->shard_pos = (int)cursor[1];
+    c->window_pos = cursor[2];
+    c->nshards = (int)shape[0];
+    c->shard_order = *order;
+    return HN_OK;
+}
