@@ -8,6 +8,7 @@
  */
 #include "eval/model.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -93,6 +94,9 @@ static int load_weights(HnEvalModel* m, HnEvalTensorFn fn, void* ctx) {
 
 /* ---- run state ---- */
 
+/* prefill rows per attention block: one block's scores are PREFILL_ROWS x maxT floats */
+#define PREFILL_ROWS 256
+
 static size_t bind_state(HnEvalState* s, const HnEvalConfig* c, float* base) {
     size_t C = (size_t)c->C, T = (size_t)c->maxT, used = 0;
 #define TAKE(ptr, numel) (ptr = base ? base + used : NULL, used += (numel))
@@ -106,6 +110,7 @@ static size_t bind_state(HnEvalState* s, const HnEvalConfig* c, float* base) {
     TAKE(s->mean, T);
     TAKE(s->rstd, T);
     TAKE(s->scores, (size_t)s->threads * T);
+    TAKE(s->block, (size_t)PREFILL_ROWS * T);
     TAKE(s->logits, T * (size_t)c->Vp);
     TAKE(s->key_cache, (size_t)c->L * T * C);
     TAKE(s->value_cache, (size_t)c->L * T * C);
@@ -279,6 +284,41 @@ static void attention_cached(float* out, float* scores, int threads, const float
         }
 }
 
+/* The same attention for many new rows at once (prefill), as GEMMs per head and block of
+ * rows: scores = q k^T (scaled), causal softmax, out = scores v. Rows attend to positions
+ * 0..pos+i exactly as in attention_cached; only the order of summation differs. */
+static void attention_prefill(float* out, float* block, const float* qkv, const float* kcache,
+                              const float* vcache, int n, int pos, int C, int NH) {
+    const int HS = C / NH;
+    const float scale = 1.0f / sqrtf((float)HS);
+    for (int r0 = 0; r0 < n; r0 += PREFILL_ROWS) {
+        const int rows = n - r0 < PREFILL_ROWS ? n - r0 : PREFILL_ROWS;
+        const int len = pos + r0 + rows; /* keys the block's last row sees */
+        for (int h = 0; h < NH; h++) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, len, HS, scale,
+                        qkv + (size_t)r0 * 3 * C + h * HS, 3 * C, kcache + h * HS, C, 0.0f, block,
+                        len);
+#pragma omp parallel for schedule(static)
+            for (int i = 0; i < rows; i++) {
+                float* att = block + (size_t)i * len;
+                const int seen = pos + r0 + i + 1;
+                float maxv = -INFINITY;
+                for (int t = 0; t < seen; t++)
+                    maxv = att[t] > maxv ? att[t] : maxv;
+                for (int t = 0; t < seen; t++)
+                    att[t] = hn_fast_expf(att[t] - maxv);
+                const float inv = 1.0f / sum(att, seen);
+                for (int t = 0; t < seen; t++)
+                    att[t] *= inv;
+                for (int t = seen; t < len; t++)
+                    att[t] = 0.0f;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, len, 1.0f, block, len,
+                        vcache + h * HS, C, 0.0f, out + (size_t)r0 * C + h * HS, C);
+        }
+    }
+}
+
 float* hn_eval_forward(HnEvalModel* m, const int* tokens, int n, int pos) {
     const HnEvalConfig* c = &m->config;
     const HnEvalWeights* w = &m->w;
@@ -310,8 +350,11 @@ float* hn_eval_forward(HnEvalModel* m, const int* tokens, int n, int pos) {
             memcpy(vcache + (size_t)(pos + i) * C, s->qkv + (size_t)i * 3 * C + 2 * C,
                    C * sizeof(float));
         }
-        attention_cached(s->atty, s->scores, s->threads, s->qkv, kcache, vcache, n, pos, C, c->NH,
-                         c->maxT);
+        if (n >= 16)
+            attention_prefill(s->atty, s->block, s->qkv, kcache, vcache, n, pos, C, c->NH);
+        else
+            attention_cached(s->atty, s->scores, s->threads, s->qkv, kcache, vcache, n, pos, C,
+                             c->NH, c->maxT);
         hn_matmul_forward(s->proj, s->atty, w->attow + l * CC, w->attob + (size_t)l * C, n, C, C);
         hn_residual_forward(s->x, s->proj, s->x, (size_t)n * C);
         hn_layernorm_forward(s->xb, s->mean, s->rstd, s->x, w->ln2w + (size_t)l * C,

@@ -55,6 +55,7 @@ typedef struct {
     float* fch_gelu;    /* (maxT, 4C) */
     float *mean, *rstd; /* (maxT) LayerNorm statistics (the op wants somewhere to put them) */
     float* scores;      /* (threads, maxT) one attention row per thread */
+    float* block;       /* (PREFILL_ROWS, maxT) attention scores of a block of prefill rows */
     int threads;        /* rows of scores */
     float* logits;      /* (maxT, Vp) */
     float* key_cache;   /* (L, maxT, C) */

@@ -118,6 +118,17 @@ int main(void) {
         CHECK(e <= TOL, "chunk %d: %.3g", chunk, e);
     }
 
+    /* (d) a short prefill, then the rest as one block at pos > 0 (the GEMM attention path
+     * for blocks of 16 rows or more, over keys already in the cache) */
+    l = hn_eval_forward(m, tokens, 4, 0);
+    if (l) memcpy(got, l, (size_t)4 * Vp * sizeof(float));
+    l = hn_eval_forward(m, tokens + 4, T - 4, 4);
+    CHECK(l != NULL, "block at pos 4: %s", hn_error_message());
+    if (l) memcpy(got + (size_t)4 * Vp, l, (size_t)(T - 4) * Vp * sizeof(float));
+    e = l ? rel_error(got, want, T, V, Vp) : 1.0;
+    printf("prefill 4 then a block of %d: max relative error %.3g\n", T - 4, e);
+    CHECK(e <= TOL, "block after prefill: %.3g", e);
+
     /* positions past the context are an error, not a write past the cache */
     hn_error_clear();
     CHECK(hn_eval_forward(m, tokens, 1, T) == NULL, "pos = maxT accepted");
