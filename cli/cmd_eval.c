@@ -87,7 +87,7 @@ static int option(int argc, char** argv, int* i, const char* name, const char** 
 
 static const char* EVAL_HELP =
     "usage: hone eval CKPT --task ppl|mc|gen --data FILE [--template F] [--shots K]\n"
-    "                 [--seed S] [--max-tokens N] [--json OUT]\n"
+    "                 [--seed S] [--max-tokens N] [--context N] [--json OUT]\n"
     "\n"
     "Evaluate a checkpoint.\n"
     "  ppl  perplexity of FILE: a token shard (.bin from `hone prepare`, scored as it is) or\n"
@@ -108,6 +108,8 @@ static const char* EVAL_HELP =
     "                    separated by blank lines (default 0)\n"
     "  --seed S          chooses the shots (default 1337)\n"
     "  --max-tokens N    gen: longest continuation in tokens (default 64)\n"
+    "  --context N       positions the model serves (its KV cache and the ppl window):\n"
+    "                    min(N, the model's context) (default 2048)\n"
     "  --json OUT        also write the result as one JSON object to OUT\n"
     "\n"
     "A prompt longer than the model's context keeps its rightmost tokens.\n";
@@ -187,7 +189,7 @@ static int report(const char* ckpt, const HnEvalOptions* o, const HnEvalResult* 
 int hn_cmd_eval(int argc, char** argv) {
     const char *ckpt = NULL, *json = NULL, *v;
     HnEvalOptions o = {.shots = 0, .seed = 1337, .max_tokens = 64};
-    int shots_given = 0, got;
+    int shots_given = 0, context = HN_EVAL_DEFAULT_CONTEXT, got;
     for (int i = 0; i < argc; i++) {
         if (is_help(argv[i])) {
             fputs(EVAL_HELP, stdout);
@@ -211,6 +213,10 @@ int hn_cmd_eval(int argc, char** argv) {
             if (got < 0) return usage_error("eval", "%s needs a value", argv[i]);
             if (!parse_int(v, 1, INT_MAX, &o.max_tokens))
                 return usage_error("eval", "--max-tokens wants a positive integer, not '%s'", v);
+        } else if ((got = option(argc, argv, &i, "--context", &v))) {
+            if (got < 0) return usage_error("eval", "%s needs a value", argv[i]);
+            if (!parse_int(v, 1, INT_MAX, &context))
+                return usage_error("eval", "--context wants a positive integer, not '%s'", v);
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             return usage_error("eval", "unknown option '%s'", argv[i]);
         } else if (ckpt) {
@@ -229,7 +235,7 @@ int hn_cmd_eval(int argc, char** argv) {
 
     HnEvalModel* m;
     HnTokenizer* tok;
-    if (hn_eval_model_open(ckpt, &m, &tok) != HN_OK) return fail();
+    if (hn_eval_model_open(ckpt, context, &m, &tok) != HN_OK) return fail();
     HnEvalResult r;
     int rc = hn_eval_run(m, tok, &o, &r);
     if (rc == HN_OK) rc = report(ckpt, &o, &r, json);
@@ -242,7 +248,7 @@ int hn_cmd_eval(int argc, char** argv) {
 
 static const char* GENERATE_HELP =
     "usage: hone generate CKPT --prompt TEXT [--max-tokens N] [--temperature T]\n"
-    "                     [--top-k K] [--top-p P] [--seed S] [--chat]\n"
+    "                     [--top-k K] [--top-p P] [--seed S] [--context N] [--chat]\n"
     "\n"
     "Continue TEXT with the checkpoint's model and print the continuation as it is\n"
     "generated. Stops at end-of-text or after N tokens.\n"
@@ -255,6 +261,8 @@ static const char* GENERATE_HELP =
     "  --top-p P          sample only from the smallest set of tokens whose probability\n"
     "                     reaches P (nucleus sampling; default 1.0 = off)\n"
     "  --seed S           seed of the sampling (default 1337)\n"
+    "  --context N        positions the model serves (its KV cache): min(N, the model's\n"
+    "                     context) (default 2048)\n"
     "  --chat             wrap the prompt in the model's chat template\n";
 
 static int on_print_token(void* ctx, int id) {
@@ -268,7 +276,7 @@ static int on_print_token(void* ctx, int id) {
 int hn_cmd_generate(int argc, char** argv) {
     const char *ckpt = NULL, *prompt = NULL, *v;
     HnSampleParams sp = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f};
-    int max_tokens = 128, chat = 0, got;
+    int max_tokens = 128, context = HN_EVAL_DEFAULT_CONTEXT, chat = 0, got;
     uint64_t seed = 1337;
     for (int i = 0; i < argc; i++) {
         if (is_help(argv[i])) {
@@ -300,6 +308,10 @@ int hn_cmd_generate(int argc, char** argv) {
             if (got < 0) return usage_error("generate", "%s needs a value", argv[i]);
             if (!parse_u64(v, &seed))
                 return usage_error("generate", "--seed wants a non-negative integer, not '%s'", v);
+        } else if ((got = option(argc, argv, &i, "--context", &v))) {
+            if (got < 0) return usage_error("generate", "%s needs a value", argv[i]);
+            if (!parse_int(v, 1, INT_MAX, &context))
+                return usage_error("generate", "--context wants a positive integer, not '%s'", v);
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             return usage_error("generate", "unknown option '%s'", argv[i]);
         } else if (ckpt) {
@@ -319,7 +331,7 @@ int hn_cmd_generate(int argc, char** argv) {
 
     HnEvalModel* m;
     HnTokenizer* tok;
-    if (hn_eval_model_open(ckpt, &m, &tok) != HN_OK) return fail();
+    if (hn_eval_model_open(ckpt, context, &m, &tok) != HN_OK) return fail();
     int rc = HN_OK;
     if (!tok)
         rc = hn_error("%s has no tokenizer: generation needs one to turn text into tokens "
@@ -328,9 +340,12 @@ int hn_cmd_generate(int argc, char** argv) {
     HnSampler s = {0};
     if (rc == HN_OK) rc = hn_sampler_init(&s, m->config.V, &sp, seed);
     HnTokens ids = {0};
-    if (rc == HN_OK && hn_tokens_push(&ids, hn_tokenizer_eos(tok)) != HN_OK)
-        rc = hn_error("out of memory");
-    if (rc == HN_OK) rc = hn_tokenizer_encode(tok, prompt, strlen(prompt), &ids);
+    /* start as documents start; special-token strings the user typed (a chat turn's
+     * <|im_start|>) become the special tokens */
+    int start = rc == HN_OK ? hn_tokenizer_doc_start(tok) : -1;
+    if (start >= 0 && hn_tokens_push(&ids, start) != HN_OK) rc = hn_error("out of memory");
+    if (rc == HN_OK) rc = hn_tokenizer_encode_special(tok, prompt, strlen(prompt), &ids);
+    if (rc == HN_OK && ids.n == 0) rc = hn_error("the prompt is empty and the model has no start token");
     if (rc == HN_OK)
         rc = hn_eval_generate(m, &s, ids.ids, ids.n, max_tokens, hn_tokenizer_eos(tok),
                               on_print_token, tok, NULL);

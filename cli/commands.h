@@ -11,4 +11,9 @@ int hn_cmd_eval(int argc, char** argv);
 /* hone generate CKPT --prompt TEXT ... */
 int hn_cmd_generate(int argc, char** argv);
 
+/* hone inspect FILE */
+int hn_cmd_inspect(int argc, char** argv);
+/* hone import SRC -o OUT.h5 */
+int hn_cmd_import(int argc, char** argv);
+
 #endif

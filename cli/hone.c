@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "cli/commands.h"
-#include "cli/inspect.h"
 #include "core/error.h"
 #include "data/prepare.h"
 #include "core/config.h"
@@ -194,7 +193,8 @@ static const char* MAIN_HELP =
     "  train     train or fine-tune a model from a YAML config\n"
     "  eval      evaluate a checkpoint: perplexity, multiple choice, generation\n"
     "  generate  continue a prompt with a checkpoint\n"
-    "  inspect   summarise a checkpoint or safetensors file\n"
+    "  import    turn a GGUF model into a hone checkpoint\n"
+    "  inspect   summarise a checkpoint, GGUF or safetensors file\n"
     "\n"
     "`hone <command> --help` describes each command. `hone --version` prints the version.\n";
 
@@ -215,6 +215,7 @@ int main(int argc, char** argv) {
     if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2);
     if (strcmp(cmd, "prepare") == 0) return cmd_prepare(argc - 2, argv + 2);
     if (strcmp(cmd, "inspect") == 0) return hn_cmd_inspect(argc - 2, argv + 2);
+    if (strcmp(cmd, "import") == 0) return hn_cmd_import(argc - 2, argv + 2);
     if (strcmp(cmd, "eval") == 0) return hn_cmd_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "generate") == 0) return hn_cmd_generate(argc - 2, argv + 2);
     fprintf(stderr, "hone: unknown command '%s' (see `hone --help`)\n", cmd);

@@ -4,7 +4,7 @@
  * whose rows do not match its own config is reported and the command fails, so inspect
  * doubles as a check of a file before a long job uses it.
  */
-#include "cli/inspect.h"
+#include "cli/commands.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -67,13 +67,7 @@ static int inspect_checkpoint(const char* path) {
     if (rc == HN_OK && hn_h5_has_attr(f, "/tokenizer", "type"))
         rc = hn_h5_read_attr_str(f, "/tokenizer", "type", &tok);
     HnParamTable t = {0};
-    HnModelConfig mc = {.L = cfg.model.layers,
-                        .C = cfg.model.channels,
-                        .NH = cfg.model.heads,
-                        .V = cfg.model.vocab,
-                        .Vp = hn_model_padded_vocab(cfg.model.vocab),
-                        .maxT = cfg.model.context,
-                        .eps = cfg.model.norm_eps};
+    HnModelConfig mc = hn_model_config_of(&cfg);
     if (rc == HN_OK && hn_model_table(&t, &mc) != HN_OK) rc = HN_ERR;
     if (rc != HN_OK) goto done;
 

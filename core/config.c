@@ -42,10 +42,16 @@ typedef struct {
 
 /* grouped by section, in SECTIONS order: the writer and the doc print them as listed */
 static const Key KEYS[] = {
-    KEY(model, arch, KEY_STR, "gpt2", "gpt2", "architecture of the network"),
+    KEY(model, arch, KEY_STR, "gpt2", "gpt2|llama",
+        "gpt2 (LayerNorm, GELU, learned positions) or llama (RMSNorm, SwiGLU, RoPE, GQA)"),
     KEY(model, layers, KEY_INT, "4", NULL, "transformer blocks (L)"),
     KEY(model, channels, KEY_INT, "128", NULL, "width of the residual stream (C)"),
     KEY(model, heads, KEY_INT, "4", NULL, "attention heads (NH); must divide model.channels"),
+    KEY(model, kv_heads, KEY_INT, "0", NULL,
+        "key/value heads (llama grouped-query attention); must divide model.heads; 0 = heads"),
+    KEY(model, ffn, KEY_INT, "0", NULL, "hidden width of the MLP; 0 = 4 x model.channels"),
+    KEY(model, rope_theta, KEY_FLOAT, "10000", NULL, "llama: base of the rotary position angles"),
+    KEY(model, tied, KEY_BOOL, "true", NULL, "the classifier reuses the token embedding matrix"),
     KEY(model, vocab, KEY_INT, "0", NULL, "vocabulary size (V); 0 = from the data's tokenizer"),
     KEY(model, context, KEY_INT, "256", NULL, "longest sequence the model can see (positions)"),
     KEY(model, norm_eps, KEY_FLOAT, "1e-5", NULL, "epsilon of the LayerNorms"),
@@ -723,6 +729,21 @@ int hn_config_validate(const HnConfig* cfg) {
          "model.channels (%d) must be divisible by model.heads (%d)", cfg->model.channels,
          cfg->model.heads);
     NOT_NEGATIVE(cfg->model.vocab, "model.vocab");
+    NOT_NEGATIVE(cfg->model.kv_heads, "model.kv_heads");
+    NOT_NEGATIVE(cfg->model.ffn, "model.ffn");
+    NEED(cfg->model.kv_heads == 0 || cfg->model.heads % cfg->model.kv_heads == 0,
+         "model.kv_heads (%d) must divide model.heads (%d)", cfg->model.kv_heads, cfg->model.heads);
+    NEED(strcmp(cfg->model.arch, "gpt2") != 0 || cfg->model.kv_heads == 0 ||
+             cfg->model.kv_heads == cfg->model.heads,
+         "model.kv_heads (%d) must equal model.heads for gpt2", cfg->model.kv_heads);
+    NEED(strcmp(cfg->model.arch, "gpt2") != 0 || cfg->model.tied,
+         "gpt2 models tie their classifier to the embedding (model.tied: true)%s", "");
+    NEED(cfg->model.rope_theta > 0, "model.rope_theta must be positive, got %g",
+         (double)cfg->model.rope_theta);
+    NEED(strcmp(cfg->model.arch, "llama") != 0 || cfg->model.heads <= 0 ||
+             (cfg->model.channels / cfg->model.heads) % 2 == 0,
+         "llama head size (channels / heads = %d) must be even for RoPE",
+         cfg->model.heads > 0 ? cfg->model.channels / cfg->model.heads : 0);
     NEED(cfg->model.norm_eps > 0, "model.norm_eps must be positive, got %g", cfg->model.norm_eps);
     NEED(cfg->model.init_std > 0, "model.init_std must be positive, got %g", cfg->model.init_std);
 

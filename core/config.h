@@ -19,10 +19,14 @@ typedef struct {
 
 typedef struct {
     struct {
-        char arch[32];  /* "gpt2" */
+        char arch[32];  /* gpt2 | llama */
         int layers;     /* L */
         int channels;   /* C */
         int heads;      /* NH */
+        int kv_heads;   /* NKV (llama: grouped-query attention); 0 = heads */
+        int ffn;        /* hidden width of the MLP; 0 = 4 * channels */
+        float rope_theta; /* llama: RoPE base */
+        int tied;       /* bool: the classifier reuses the token embedding */
         int vocab;      /* V; 0 = take it from the data's tokenizer */
         int context;    /* maximum sequence length (positions) */
         float norm_eps; /* LayerNorm epsilon */

@@ -31,17 +31,16 @@ static int write_rows(HnH5* f, const char* group, const HnParamTable* t, const f
 
 static int write_tokenizer(HnH5* f, const HnTokenizer* tok) {
     if (hn_h5_group(f, "/tokenizer") != HN_OK) return HN_ERR;
-    const char* type = tok ? hn_tokenizer_name(tok) : "none";
+    int byte = tok && strcmp(hn_tokenizer_name(tok), "byte") == 0;
+    const char* type = !tok ? "none" : byte ? "byte" : "bpe";
     if (hn_h5_attr_str(f, "/tokenizer", "type", type) != HN_OK) return HN_ERR;
-    const char *enc, *merges;
-    size_t nenc, nmerges;
-    if (tok && hn_tokenizer_source(tok, &enc, &nenc, &merges, &nmerges) == HN_OK) {
-        int64_t a = (int64_t)nenc, b = (int64_t)nmerges;
-        if (hn_h5_write(f, "/tokenizer/encoder_json", HN_H5_U8, enc, 1, &a) != HN_OK ||
-            hn_h5_write(f, "/tokenizer/vocab_bpe", HN_H5_U8, merges, 1, &b) != HN_OK)
-            return HN_ERR;
-    }
-    return HN_OK;
+    if (!tok || byte) return HN_OK;
+    char* json = hn_tokenizer_to_json(tok);
+    if (!json) return HN_ERR;
+    int64_t n = (int64_t)strlen(json);
+    int rc = hn_h5_write(f, "/tokenizer/json", HN_H5_U8, json, 1, &n);
+    free(json);
+    return rc;
 }
 
 static int write_cursor(HnH5* f, const HnCkptCursor* c) {
@@ -192,17 +191,12 @@ int hn_ckpt_tokenizer(HnH5* f, HnTokenizer** tok) {
     int rc = HN_OK;
     if (strcmp(type, "byte") == 0) {
         *tok = hn_tokenizer_byte();
-    } else if (strcmp(type, "gpt2") == 0) {
-        size_t ne = 0, nm = 0;
-        char* enc = read_bytes(f, "/tokenizer/encoder_json", &ne);
-        char* mer = enc ? read_bytes(f, "/tokenizer/vocab_bpe", &nm) : NULL;
-        if (enc && mer)
-            *tok = hn_tokenizer_gpt2_from_memory(enc, ne, mer, nm,
-                                                 "checkpoint:/tokenizer/encoder_json",
-                                                 "checkpoint:/tokenizer/vocab_bpe");
+    } else if (strcmp(type, "bpe") == 0) {
+        size_t n = 0;
+        char* json = read_bytes(f, "/tokenizer/json", &n);
+        if (json) *tok = hn_tokenizer_from_json(json, n, "checkpoint:/tokenizer/json");
         if (!*tok) rc = HN_ERR;
-        free(enc);
-        free(mer);
+        free(json);
     } else if (strcmp(type, "none") != 0) {
         rc = hn_error("%s: unknown tokenizer type '%s'", hn_h5_path(f), type);
     }

@@ -11,8 +11,9 @@
  *   /train       attrs: best_val_loss; datasets rng (u64[4]: the data loader's RNG state at
  *                the start of its current shard), shard_order (i32), cursor (i64[3]: epoch,
  *                shard_pos, window_pos)
- *   /tokenizer   attrs: type ("byte"|"gpt2"|"none"); for gpt2 the datasets encoder_json and
- *                vocab_bpe hold the two files' bytes (u8), so a checkpoint needs nothing else
+ *   /tokenizer   attrs: type ("byte"|"bpe"|"none"); for bpe the dataset json (u8) holds the
+ *                tokenizer as HF tokenizer.json text (hn_tokenizer_to_json), so a checkpoint
+ *                needs nothing else
  *
  * Reading checks format and format_version first; every row is checked for presence and
  * shape. A checkpoint saved in bf16 loads, but only f32 checkpoints resume bit-exactly.

@@ -8,7 +8,7 @@
 
 int hn_eval_generate(HnEvalModel* m, HnSampler* s, const int* prompt, size_t n, int max_tokens,
                      int stop_id, HnTokenFn on_token, void* ctx, int* generated) {
-    const int maxT = m->config.maxT, Vp = m->config.Vp;
+    const int maxT = m->config.maxT;
     if (generated) *generated = 0;
     if (n < 1) return hn_error("generation needs a prompt of at least one token");
     /* the window the cache holds: the rightmost tokens of the prompt and what follows */
@@ -16,9 +16,8 @@ int hn_eval_generate(HnEvalModel* m, HnSampler* s, const int* prompt, size_t n, 
     if (!window) return hn_error("out of memory");
     int len = n > (size_t)maxT ? maxT : (int)n;
     memcpy(window, prompt + (n - (size_t)len), (size_t)len * sizeof *window);
-    float* logits = hn_eval_forward(m, window, len, 0);
-    int rc = logits ? HN_OK : HN_ERR;
-    const float* last = logits ? logits + (size_t)(len - 1) * Vp : NULL;
+    const float* last = hn_eval_forward(m, window, len, 0); /* the logits of the last row */
+    int rc = last ? HN_OK : HN_ERR;
     for (int i = 0; rc == HN_OK && i < max_tokens; i++) {
         int next = hn_sampler_next(s, last);
         if (next == stop_id) break;
@@ -30,8 +29,7 @@ int hn_eval_generate(HnEvalModel* m, HnSampler* s, const int* prompt, size_t n, 
             memmove(window, window + (len - keep + 1), (size_t)(keep - 1) * sizeof *window);
             window[keep - 1] = next;
             len = keep;
-            logits = hn_eval_forward(m, window, len, 0);
-            last = logits ? logits + (size_t)(len - 1) * Vp : NULL;
+            last = hn_eval_forward(m, window, len, 0);
         } else {
             window[len] = next;
             last = hn_eval_forward(m, &next, 1, len);

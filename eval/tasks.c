@@ -106,28 +106,22 @@ static int example_error(const char* path, int i) {
 /* ---- scoring ---- */
 
 int hn_eval_nll(HnEvalModel* m, const int* ids, size_t n, double* nll, size_t* count) {
-    const int T = m->config.maxT, V = m->config.V, Vp = m->config.Vp;
+    const int T = m->config.maxT, V = m->config.V;
     *nll = 0.0;
     *count = 0;
     for (size_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= V)
             return hn_error("token id %d at position %zu is not below the model's vocabulary %d",
                             ids[i], i, V);
-    float* losses = malloc((size_t)T * sizeof *losses);
-    if (!losses) return hn_error("out of memory");
-    int rc = HN_OK;
-    for (size_t start = 0; rc == HN_OK && start + 2 <= n; start += (size_t)T) {
+    for (size_t start = 0; start + 2 <= n; start += (size_t)T) {
         int len = n - 1 - start < (size_t)T ? (int)(n - 1 - start) : T;
-        float* logits = hn_eval_forward(m, ids + start, len, 0);
-        if (!logits) {
-            rc = HN_ERR;
-            break;
-        }
-        *nll += hn_crossentropy_forward(logits, losses, ids + start + 1, len, V, Vp, 0.0f);
+        double window;
+        if (hn_eval_forward_nll(m, ids + start, ids + start + 1, len, 0, &window) != HN_OK)
+            return HN_ERR;
+        *nll += window;
         *count += (size_t)len;
     }
-    free(losses);
-    return rc;
+    return HN_OK;
 }
 
 int hn_eval_choices_loglik(HnEvalModel* m, const int* ctx, int nctx, const HnTokens* choices,
@@ -140,15 +134,19 @@ int hn_eval_choices_loglik(HnEvalModel* m, const int* ctx, int nctx, const HnTok
     if (longest >= (size_t)T)
         return hn_error("a choice of %zu tokens does not fit the model's context of %d", longest,
                         T);
+    for (int c = 0; c < nchoices; c++)
+        for (size_t i = 0; i < choices[c].n; i++)
+            if (choices[c].ids[i] < 0 || choices[c].ids[i] >= V)
+                return hn_error("token id %d is not below the model's vocabulary %d",
+                                choices[c].ids[i], V);
     /* a context too long for context + choice keeps its rightmost tokens: those next to the
      * choice matter most */
     int keep = nctx < T - (int)longest ? nctx : T - (int)longest;
     float* first = malloc((size_t)Vp * sizeof *first); /* logits after the context */
-    float* losses = malloc((size_t)T * sizeof *losses);
-    int rc = first && losses ? HN_OK : hn_error("out of memory");
-    float* logits = rc == HN_OK ? hn_eval_forward(m, ctx + (nctx - keep), keep, 0) : NULL;
-    if (rc == HN_OK && !logits) rc = HN_ERR;
-    if (rc == HN_OK) memcpy(first, logits + (size_t)(keep - 1) * Vp, (size_t)Vp * sizeof *first);
+    if (!first) return hn_error("out of memory");
+    const float* logits = hn_eval_forward(m, ctx + (nctx - keep), keep, 0);
+    int rc = logits ? HN_OK : HN_ERR;
+    if (rc == HN_OK) memcpy(first, logits, (size_t)Vp * sizeof *first);
     /* each choice continues the cached context at position keep and overwrites the previous
      * choice's cache entries, so the context is run once */
     for (int c = 0; rc == HN_OK && c < nchoices; c++) {
@@ -156,24 +154,13 @@ int hn_eval_choices_loglik(HnEvalModel* m, const int* ctx, int nctx, const HnTok
         int n = (int)choices[c].n;
         ll[c] = 0.0;
         if (n == 0) continue;
-        for (int i = 0; rc == HN_OK && i < n; i++)
-            if (ids[i] < 0 || ids[i] >= V)
-                rc = hn_error("token id %d is not below the model's vocabulary %d", ids[i], V);
-        if (rc != HN_OK) break;
-        double nll = hn_crossentropy_forward(first, losses, ids, 1, V, Vp, 0.0f);
-        if (n > 1) {
-            /* the choice's last token is only a target: its own logits are not needed */
-            logits = hn_eval_forward(m, ids, n - 1, keep);
-            if (!logits) {
-                rc = HN_ERR;
-                break;
-            }
-            nll += hn_crossentropy_forward(logits, losses, ids + 1, n - 1, V, Vp, 0.0f);
-        }
-        ll[c] = -nll;
+        float loss;
+        double nll = hn_crossentropy_forward(first, &loss, ids, 1, V, Vp, 0.0f), rest = 0.0;
+        /* the choice's last token is only a target: its own logits are not needed */
+        if (n > 1) rc = hn_eval_forward_nll(m, ids, ids + 1, n - 1, keep, &rest);
+        ll[c] = -(nll + rest);
     }
     free(first);
-    free(losses);
     return rc;
 }
 
@@ -448,12 +435,16 @@ static int build_prompt(Buf* b, const Example* ex, int n, int cur, int mc, const
     return buf_format(b, tmpl, key, ex[cur].prompt);
 }
 
-/* the prompt's ids: end-of-text first, as every training document starts with it, so the
- * model sees a prompt where it saw documents begin (and an empty prompt still has a token) */
+/* the prompt's ids, starting as the model's documents start (hn_tokenizer_doc_start), so
+ * the model sees a prompt where it saw documents begin; an empty prompt gets end-of-text
+ * so there is always a token to condition on */
 static int encode_prompt(const HnTokenizer* tok, const char* text, HnTokens* out) {
     out->n = 0;
-    if (hn_tokens_push(out, hn_tokenizer_eos(tok)) != HN_OK) return hn_error("out of memory");
-    return hn_tokenizer_encode(tok, text, strlen(text), out);
+    int start = hn_tokenizer_doc_start(tok);
+    if (start >= 0 && hn_tokens_push(out, start) != HN_OK) return hn_error("out of memory");
+    if (hn_tokenizer_encode(tok, text, strlen(text), out) != HN_OK) return HN_ERR;
+    if (out->n == 0 && hn_tokens_push(out, hn_tokenizer_eos(tok)) != HN_OK) return hn_error("out of memory");
+    return HN_OK;
 }
 
 /* ---- the tasks ---- */
@@ -470,7 +461,8 @@ static int task_ppl(HnEvalModel* m, const HnTokenizer* tok, const char* path, Hn
         rc = hn_error("%s is text but the checkpoint has no tokenizer: give a token shard (.bin)",
                       path);
     } else {
-        rc = hn_tokens_push(&ids, hn_tokenizer_eos(tok)); /* documents start with it */
+        int start = hn_tokenizer_doc_start(tok); /* as training documents start */
+        rc = start >= 0 ? hn_tokens_push(&ids, start) : HN_OK;
         if (rc == HN_OK) rc = hn_tokenizer_encode(tok, buf, len, &ids);
     }
     free(buf);

@@ -37,7 +37,8 @@ typedef struct {
 /* run opt->task; tok may be NULL (then only ppl on a token shard works). HN_OK or HN_ERR */
 int hn_eval_run(HnEvalModel* m, const HnTokenizer* tok, const HnEvalOptions* opt, HnEvalResult* r);
 
-/* Sum of -log p(ids[i+1] | ids[..i]) over windows of the context T: window w scores the
+/* Sum of -log p(ids[i+1] | ids[..i]) over windows of the context T (m->config.maxT: the
+ * model's context, or the cap it was opened with): window w scores the
  * targets ids[wT+1 .. wT+T] from the inputs ids[wT .. wT+T-1] (the trainer's validation
  * windows), a last shorter window the targets left (if at least 2 ids remain). *count gets
  * the targets scored. Every id must be below V. */

@@ -24,7 +24,7 @@
 /* target id of a position that does not count in the loss (the per-token loss mask) */
 #define HN_IGNORE (-1)
 
-/* ---- embeddings: out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:] ---- */
+/* ---- embeddings: out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:] (wpe NULL: no positions) ---- */
 void hn_encoder_forward(float* out, const int* tokens, const float* wte, const float* wpe, int B,
                         int T, int C);
 /* dwte[tokens[b,t],:] += dout[b,t,:]; dwpe[t,:] += sum_b dout[b,t,:]; either may be NULL */
@@ -55,6 +55,51 @@ void hn_attention_forward(float* out, float* att, const float* qkv, int B, int T
 /* dqkv (B,T,3C) = ... (overwritten) */
 void hn_attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
                            int B, int T, int C, int NH);
+
+/* ---- Llama family ---- */
+
+/* RMSNorm over the last dimension: out = inp * rstd * weight, rstd = 1/sqrt(mean(inp^2) + eps);
+ * rstd (N) is saved for the backward (Zhang & Sennrich 2019) */
+void hn_rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N,
+                        int C, float eps);
+/* dinp += ..., dweight += ... (dweight may be NULL) */
+void hn_rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                         const float* weight, const float* rstd, int N, int C);
+
+/* Rotary position embedding (Su et al. 2021), in place, in the convention of HF's Llama
+ * ("rotate_half"): within each head of HS, dimension i < HS/2 is paired with i + HS/2, and
+ * the pair at position p turns by p * theta^(-2i/HS).
+ * x (B, T, nheads * HS) with rows `stride` floats apart (stride >= nheads * HS; columns past
+ * nheads * HS are left alone); the rows are at positions pos0 .. pos0 + T - 1. HS is even.
+ * Angles are formed in double, so positions in the thousands keep ~1e-7 accuracy (HF forms
+ * them in float32 and drifts by ~1e-4 rad at p = 8000). */
+void hn_rope_forward(float* x, int B, int T, int nheads, int HS, int stride, int pos0,
+                     float theta);
+/* the backward of a rotation is the inverse rotation: dx is turned by -angle in place */
+void hn_rope_backward(float* dx, int B, int T, int nheads, int HS, int stride, int pos0,
+                      float theta);
+
+/* SwiGLU (Shazeer 2020): out = silu(gate) * up, silu(x) = x / (1 + exp(-x)) */
+void hn_swiglu_forward(float* out, const float* gate, const float* up, size_t n);
+/* dgate = dout * up * silu'(gate); dup = dout * silu(gate) (overwritten; either may alias
+ * dout). Finite inputs give finite outputs, however large. */
+void hn_swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                        const float* up, size_t n);
+
+/* Causal attention with grouped-query heads (Ainslie et al. 2023): NH query heads share
+ * NKV key/value heads (NH % NKV == 0; query head h uses kv head h / (NH / NKV)).
+ * q (B, T, NH*HS) rows q_stride floats apart; k, v (B, T, NKV*HS) rows kv_stride apart;
+ * att (B, NH, T, T) softmax probabilities (0 above the diagonal); out (B, T, NH*HS).
+ * Scale 1/sqrt(HS). GPT-2's fused qkv is the case NKV = NH, k = q + C, v = q + 2C and
+ * both strides 3C. */
+void hn_attention_gqa_forward(float* out, float* att, const float* q, const float* k,
+                              const float* v, int q_stride, int kv_stride, int B, int T, int NH,
+                              int NKV, int HS);
+/* dq, dk, dv are overwritten (same layouts and strides as q, k, v); with NKV < NH the
+ * gradients of the query heads sharing a kv head are summed into it */
+void hn_attention_gqa_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                               const float* k, const float* v, const float* att, int q_stride,
+                               int kv_stride, int B, int T, int NH, int NKV, int HS);
 
 /* ---- GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) ---- */
 void hn_gelu_forward(float* out, const float* inp, size_t n);

@@ -1,7 +1,7 @@
 /*
- * GPT-2 on the CPU backend: parameter table, initialisation, forward and backward.
- * The block is pre-LN: x += attn_o(attention(qkv(ln1(x)))); x += down(gelu(up(ln2(x)))).
- * Each op is one call into kernels/ops.h; this file only wires buffers together.
+ * The GPT-2 and Llama family models on the CPU backend: parameter table, initialisation,
+ * forward and backward. Each op is one call into kernels/ops.h; this file only wires
+ * buffers together. See model.h for the math of each block.
  */
 #include "train/model.h"
 
@@ -14,8 +14,16 @@
 #include "core/rng.h"
 #include "kernels/ops.h"
 
-int hn_model_padded_vocab(int V) {
-    return (V + 127) / 128 * 128;
+int hn_model_padded_vocab(int V) { return (V + 127) / 128 * 128; }
+
+HnModelConfig hn_model_config_of(const HnConfig* cfg) {
+    HnModelConfig mc = {
+        .arch = strcmp(cfg->model.arch, "llama") == 0 ? HN_ARCH_LLAMA : HN_ARCH_GPT2,
+        .L = cfg->model.layers, .C = cfg->model.channels, .NH = cfg->model.heads,
+        .NKV = cfg->model.kv_heads, .F = cfg->model.ffn, .V = cfg->model.vocab,
+        .Vp = hn_model_padded_vocab(cfg->model.vocab), .maxT = cfg->model.context,
+        .eps = cfg->model.norm_eps, .rope_theta = cfg->model.rope_theta, .untied = !cfg->model.tied};
+    return mc;
 }
 
 static int add_row(HnParamTable* t, const char* name, int d0, int d1) {
@@ -23,55 +31,105 @@ static int add_row(HnParamTable* t, const char* name, int d0, int d1) {
     return hn_params_add(t, name, d1 > 0 ? 2 : 1, shape);
 }
 
+/* one layer's rows: suffix, shape (rows x cols; cols 0 = a vector) */
+typedef struct {
+    const char* suffix;
+    int rows, cols;
+} RowSpec;
+
+static int layer_specs(const HnModelConfig* c, RowSpec* out) {
+    int C = c->C, HS = c->C / c->NH, F = c->F, Q = c->NH * HS, KV = c->NKV * HS, n = 0;
+    if (c->arch == HN_ARCH_GPT2) {
+        RowSpec g[] = {{"attn_norm.weight", C, 0}, {"attn_norm.bias", C, 0}, {"attn.qkv.weight", 3 * C, C},
+                       {"attn.qkv.bias", 3 * C, 0}, {"attn.o.weight", C, C},   {"attn.o.bias", C, 0},
+                       {"mlp_norm.weight", C, 0},   {"mlp_norm.bias", C, 0},   {"mlp.up.weight", F, C},
+                       {"mlp.up.bias", F, 0},       {"mlp.down.weight", C, F}, {"mlp.down.bias", C, 0}};
+        n = (int)(sizeof g / sizeof g[0]);
+        memcpy(out, g, sizeof g);
+    } else {
+        RowSpec l[] = {{"attn_norm.weight", C, 0}, {"attn.q.weight", Q, C},    {"attn.k.weight", KV, C},
+                       {"attn.v.weight", KV, C},   {"attn.o.weight", C, Q},    {"mlp_norm.weight", C, 0},
+                       {"mlp.gate.weight", F, C},  {"mlp.up.weight", F, C},    {"mlp.down.weight", C, F}};
+        n = (int)(sizeof l / sizeof l[0]);
+        memcpy(out, l, sizeof l);
+    }
+    return n;
+}
+
 static int build_table(HnParamTable* t, const HnModelConfig* c) {
-    int C = c->C;
     char name[HN_NAME_MAX];
-    if (add_row(t, "tok_embed.weight", c->Vp, C) < 0) return HN_ERR;
-    if (add_row(t, "pos_embed.weight", c->maxT, C) < 0) return HN_ERR;
-    static const struct {
-        const char* suffix;
-        int rows, cols; /* in units of C; cols 0 = a vector */
-    } layer_rows[] = {
-        {"attn_norm.weight", 1, 0}, {"attn_norm.bias", 1, 0},  {"attn.qkv.weight", 3, 1},
-        {"attn.qkv.bias", 3, 0},    {"attn.o.weight", 1, 1},   {"attn.o.bias", 1, 0},
-        {"mlp_norm.weight", 1, 0},  {"mlp_norm.bias", 1, 0},   {"mlp.up.weight", 4, 1},
-        {"mlp.up.bias", 4, 0},      {"mlp.down.weight", 1, 4}, {"mlp.down.bias", 1, 0},
-    };
+    RowSpec specs[16];
+    int nspecs = layer_specs(c, specs);
+    if (add_row(t, "tok_embed.weight", c->Vp, c->C) < 0) return HN_ERR;
+    if (c->arch == HN_ARCH_GPT2 && add_row(t, "pos_embed.weight", c->maxT, c->C) < 0) return HN_ERR;
     for (int l = 0; l < c->L; l++)
-        for (size_t k = 0; k < sizeof layer_rows / sizeof layer_rows[0]; k++) {
-            snprintf(name, sizeof name, "layers.%d.%s", l, layer_rows[k].suffix);
-            if (add_row(t, name, layer_rows[k].rows * C, layer_rows[k].cols * C) < 0) return HN_ERR;
+        for (int k = 0; k < nspecs; k++) {
+            snprintf(name, sizeof name, "layers.%d.%s", l, specs[k].suffix);
+            if (add_row(t, name, specs[k].rows, specs[k].cols) < 0) return HN_ERR;
         }
-    if (add_row(t, "final_norm.weight", C, 0) < 0) return HN_ERR;
-    if (add_row(t, "final_norm.bias", C, 0) < 0) return HN_ERR;
+    if (add_row(t, "final_norm.weight", c->C, 0) < 0) return HN_ERR;
+    if (c->arch == HN_ARCH_GPT2 && add_row(t, "final_norm.bias", c->C, 0) < 0) return HN_ERR;
+    if (c->untied && add_row(t, "lm_head.weight", c->Vp, c->C) < 0) return HN_ERR;
+    return HN_OK;
+}
+
+/* fill the defaults (NKV = NH, F = 4C) and check the shapes fit together */
+static int normalize(HnModelConfig* c) {
+    if (c->NKV == 0) c->NKV = c->NH;
+    if (c->F == 0) c->F = 4 * c->C;
+    if (c->NH <= 0 || c->C % c->NH != 0)
+        return hn_error("channels (%d) must be divisible by heads (%d)", c->C, c->NH);
+    if (c->NH % c->NKV != 0) return hn_error("kv heads (%d) must divide heads (%d)", c->NKV, c->NH);
+    if (c->arch == HN_ARCH_GPT2 && (c->NKV != c->NH || c->untied))
+        return hn_error("gpt2 models have as many kv heads as heads and a tied classifier");
     return HN_OK;
 }
 
 int hn_model_table(HnParamTable* t, const HnModelConfig* cfg) {
-    return build_table(t, cfg);
+    HnModelConfig c = *cfg;
+    if (normalize(&c) != HN_OK) return HN_ERR;
+    return build_table(t, &c);
 }
 
-/* point a HnTensors at a buffer laid out like the table (the rows were added in order) */
-static void bind_tensors(HnTensors* w, const HnParamTable* t, float* base, int L) {
-    const HnParamRow* r = t->rows;
-    w->wte = base + r[0].offset;
-    w->wpe = base + r[1].offset;
-    for (int l = 0; l < L; l++) {
-        const HnParamRow* lr = r + 2 + 12 * l;
-        float** p = (float**)&w->layers[l];
-        for (int k = 0; k < 12; k++)
-            p[k] = base + lr[k].offset;
-    }
-    w->lnfw = base + r[2 + 12 * L].offset;
-    w->lnfb = base + r[3 + 12 * L].offset;
+/* the row called name inside base, or NULL if the architecture has none */
+static float* row_ptr(const HnParamTable* t, float* base, const char* name) {
+    int i = hn_params_find(t, name);
+    return i < 0 ? NULL : base + t->rows[i].offset;
+}
+
+/* point a HnTensors at a buffer laid out like the table */
+static void bind_tensors(HnTensors* w, const HnParamTable* t, float* base, int L, int tied) {
+    static const struct {
+        const char* suffix;
+        size_t field; /* offset in HnLayerTensors */
+    } fields[] = {
+        {"attn_norm.weight", offsetof(HnLayerTensors, ln1w)}, {"attn_norm.bias", offsetof(HnLayerTensors, ln1b)},
+        {"attn.qkv.weight", offsetof(HnLayerTensors, qkvw)},  {"attn.qkv.bias", offsetof(HnLayerTensors, qkvb)},
+        {"attn.q.weight", offsetof(HnLayerTensors, qw)},      {"attn.k.weight", offsetof(HnLayerTensors, kw)},
+        {"attn.v.weight", offsetof(HnLayerTensors, vw)},      {"attn.o.weight", offsetof(HnLayerTensors, attow)},
+        {"attn.o.bias", offsetof(HnLayerTensors, attob)},     {"mlp_norm.weight", offsetof(HnLayerTensors, ln2w)},
+        {"mlp_norm.bias", offsetof(HnLayerTensors, ln2b)},    {"mlp.up.weight", offsetof(HnLayerTensors, fcw)},
+        {"mlp.up.bias", offsetof(HnLayerTensors, fcb)},       {"mlp.gate.weight", offsetof(HnLayerTensors, gatew)},
+        {"mlp.down.weight", offsetof(HnLayerTensors, fcprojw)}, {"mlp.down.bias", offsetof(HnLayerTensors, fcprojb)},
+    };
+    char name[HN_NAME_MAX];
+    w->wte = row_ptr(t, base, "tok_embed.weight");
+    w->wpe = row_ptr(t, base, "pos_embed.weight");
+    w->lnfw = row_ptr(t, base, "final_norm.weight");
+    w->lnfb = row_ptr(t, base, "final_norm.bias");
+    w->lm_head = tied ? w->wte : row_ptr(t, base, "lm_head.weight");
+    for (int l = 0; l < L; l++)
+        for (size_t k = 0; k < sizeof fields / sizeof fields[0]; k++) {
+            snprintf(name, sizeof name, "layers.%d.%s", l, fields[k].suffix);
+            *(float**)((char*)&w->layers[l] + fields[k].field) = row_ptr(t, base, name);
+        }
 }
 
 int hn_model_create(HnModel* m, const HnModelConfig* cfg, int maxB, int maxT) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
-    const HnModelConfig* c = &m->cfg;
-    if (c->C % c->NH != 0)
-        return hn_error("channels (%d) must be divisible by heads (%d)", c->C, c->NH);
+    HnModelConfig* c = &m->cfg;
+    if (normalize(c) != HN_OK) return HN_ERR;
     if (maxT > c->maxT)
         return hn_error("sequence length %d is longer than the model's context %d", maxT, c->maxT);
     if (build_table(&m->params, c) != HN_OK || hn_params_alloc(&m->params) != HN_OK) return HN_ERR;
@@ -80,15 +138,18 @@ int hn_model_create(HnModel* m, const HnModelConfig* cfg, int maxB, int maxT) {
     m->g.layers = calloc((size_t)c->L, sizeof(HnLayerTensors));
     m->acts = calloc((size_t)c->L, sizeof(HnLayerActs));
     if (!m->w.layers || !m->g.layers || !m->acts) return hn_error("out of memory");
-    bind_tensors(&m->w, &m->params, m->params.data, c->L);
-    bind_tensors(&m->g, &m->params, m->grads, c->L);
+    bind_tensors(&m->w, &m->params, m->params.data, c->L, !c->untied);
+    bind_tensors(&m->g, &m->params, m->grads, c->L, !c->untied);
 
     m->maxB = maxB;
     m->maxT = maxT;
-    size_t N = (size_t)maxB * maxT, C = c->C, TT = (size_t)maxB * c->NH * maxT * maxT;
-    size_t per_layer = N * C * 6 + N * 4 + N * 3 * C + TT + N * 4 * C * 2;
+    int llama = c->arch == HN_ARCH_LLAMA;
+    size_t N = (size_t)maxB * maxT, C = c->C, F = c->F, HS = C / c->NH;
+    size_t Q = c->NH * HS, KV = c->NKV * HS, TT = (size_t)maxB * c->NH * maxT * maxT;
+    size_t attn_in = llama ? Q + 2 * KV : 3 * C; /* qkv, or q + k + v */
+    size_t per_layer = N * C * 5 + N * 4 + N * attn_in + TT + N * F * (llama ? 3 : 2);
     size_t total = N * C + per_layer * c->L + N * C + 2 * N + N * (size_t)c->Vp + N /* forward */
-                   + N * C * 3 + N * 3 * C + N * 4 * C;                             /* backward */
+                   + N * C * 4 + N * attn_in + N * F * 2;                          /* backward */
     m->act_mem = malloc(total * sizeof(float));
     if (!m->act_mem) return hn_error("out of memory: %zu MB of activations", total * 4 >> 20);
     float* p = m->act_mem;
@@ -99,15 +160,22 @@ int hn_model_create(HnModel* m, const HnModelConfig* cfg, int maxB, int maxT) {
         TAKE(a->ln1, N * C);
         TAKE(a->ln1_mean, N);
         TAKE(a->ln1_rstd, N);
-        TAKE(a->qkv, N * 3 * C);
+        if (llama) {
+            TAKE(a->q, N * Q);
+            TAKE(a->k, N * KV);
+            TAKE(a->v, N * KV);
+        } else {
+            TAKE(a->qkv, N * 3 * C);
+        }
         TAKE(a->atty, N * C);
         TAKE(a->att, TT);
         TAKE(a->res2, N * C);
         TAKE(a->ln2, N * C);
         TAKE(a->ln2_mean, N);
         TAKE(a->ln2_rstd, N);
-        TAKE(a->fch, N * 4 * C);
-        TAKE(a->fch_gelu, N * 4 * C);
+        TAKE(a->fch, N * F);
+        if (llama) TAKE(a->up, N * F);
+        TAKE(a->fch_gelu, N * F);
         TAKE(a->res3, N * C);
     }
     TAKE(m->lnf, N * C);
@@ -117,9 +185,11 @@ int hn_model_create(HnModel* m, const HnModelConfig* cfg, int maxB, int maxT) {
     TAKE(m->losses, N);
     TAKE(m->dres, N * C);
     TAKE(m->dln, N * C);
+    TAKE(m->dtmp, N * C);
     TAKE(m->datty, N * C);
-    TAKE(m->dqkv, N * 3 * C);
-    TAKE(m->dbig, N * 4 * C);
+    TAKE(m->dqkv, N * attn_in);
+    TAKE(m->dbig, N * F);
+    TAKE(m->dbig2, N * F);
 #undef TAKE
     return HN_OK;
 }
@@ -145,8 +215,7 @@ void hn_model_init(HnModel* m, float std, uint64_t seed) {
         int is_bias = len > 5 && strcmp(name + len - 5, ".bias") == 0;
         int is_norm = strstr(name, "norm.") != NULL;
         if (is_norm && !is_bias) {
-            for (size_t j = 0; j < r->numel; j++)
-                x[j] = 1.0f;
+            for (size_t j = 0; j < r->numel; j++) x[j] = 1.0f;
         } else if (is_bias) {
             memset(x, 0, r->numel * sizeof(float));
         } else {
@@ -156,22 +225,61 @@ void hn_model_init(HnModel* m, float std, uint64_t seed) {
             int resid = strstr(name, "attn.o.") || strstr(name, "mlp.down.");
             float s = resid ? resid_std : std;
             size_t n = r->numel;
-            if (i == 0) n = (size_t)m->cfg.V * m->cfg.C; /* padded vocab rows stay zero */
-            for (size_t j = 0; j < n; j++)
-                x[j] = s * hn_rng_normal(&rng);
+            int vocab_rows = strcmp(name, "tok_embed.weight") == 0 || strcmp(name, "lm_head.weight") == 0;
+            if (vocab_rows) n = (size_t)m->cfg.V * m->cfg.C; /* padded vocab rows stay zero */
+            for (size_t j = 0; j < n; j++) x[j] = s * hn_rng_normal(&rng);
         }
     }
 }
 
-void hn_model_zero_grad(HnModel* m) {
-    memset(m->grads, 0, m->params.numel * sizeof(float));
+void hn_model_zero_grad(HnModel* m) { memset(m->grads, 0, m->params.numel * sizeof(float)); }
+
+/* ---- one block, forward ---- */
+
+static void gpt2_block_forward(HnModel* m, int l, const float* residual, int B, int T) {
+    const HnModelConfig* c = &m->cfg;
+    const HnLayerTensors* lw = &m->w.layers[l];
+    HnLayerActs* a = &m->acts[l];
+    int C = c->C, N = B * T;
+    hn_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, residual, lw->ln1w, lw->ln1b, N, C, c->eps);
+    hn_matmul_forward(a->qkv, a->ln1, lw->qkvw, lw->qkvb, N, C, 3 * C);
+    hn_attention_forward(a->atty, a->att, a->qkv, B, T, C, c->NH);
+    hn_matmul_forward(a->res2, a->atty, lw->attow, lw->attob, N, C, C);
+    hn_residual_forward(a->res2, a->res2, residual, (size_t)N * C);
+    hn_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lw->ln2w, lw->ln2b, N, C, c->eps);
+    hn_matmul_forward(a->fch, a->ln2, lw->fcw, lw->fcb, N, C, c->F);
+    hn_gelu_forward(a->fch_gelu, a->fch, (size_t)N * c->F);
+    hn_matmul_forward(a->res3, a->fch_gelu, lw->fcprojw, lw->fcprojb, N, c->F, C);
+    hn_residual_forward(a->res3, a->res3, a->res2, (size_t)N * C);
+}
+
+static void llama_block_forward(HnModel* m, int l, const float* residual, int B, int T) {
+    const HnModelConfig* c = &m->cfg;
+    const HnLayerTensors* lw = &m->w.layers[l];
+    HnLayerActs* a = &m->acts[l];
+    int C = c->C, N = B * T, HS = C / c->NH, Q = c->NH * HS, KV = c->NKV * HS;
+    hn_rmsnorm_forward(a->ln1, a->ln1_rstd, residual, lw->ln1w, N, C, c->eps);
+    hn_matmul_forward(a->q, a->ln1, lw->qw, NULL, N, C, Q);
+    hn_matmul_forward(a->k, a->ln1, lw->kw, NULL, N, C, KV);
+    hn_matmul_forward(a->v, a->ln1, lw->vw, NULL, N, C, KV);
+    hn_rope_forward(a->q, B, T, c->NH, HS, Q, 0, c->rope_theta);
+    hn_rope_forward(a->k, B, T, c->NKV, HS, KV, 0, c->rope_theta);
+    hn_attention_gqa_forward(a->atty, a->att, a->q, a->k, a->v, Q, KV, B, T, c->NH, c->NKV, HS);
+    hn_matmul_forward(a->res2, a->atty, lw->attow, NULL, N, Q, C);
+    hn_residual_forward(a->res2, a->res2, residual, (size_t)N * C);
+    hn_rmsnorm_forward(a->ln2, a->ln2_rstd, a->res2, lw->ln2w, N, C, c->eps);
+    hn_matmul_forward(a->fch, a->ln2, lw->gatew, NULL, N, C, c->F);
+    hn_matmul_forward(a->up, a->ln2, lw->fcw, NULL, N, C, c->F);
+    hn_swiglu_forward(a->fch_gelu, a->fch, a->up, (size_t)N * c->F);
+    hn_matmul_forward(a->res3, a->fch_gelu, lw->fcprojw, NULL, N, c->F, C);
+    hn_residual_forward(a->res3, a->res3, a->res2, (size_t)N * C);
 }
 
 double hn_model_forward(HnModel* m, const int* tokens, const int* targets, int B, int T,
                         float grad_scale) {
     const HnModelConfig* c = &m->cfg;
     const HnTensors* w = &m->w;
-    int C = c->C, NH = c->NH, N = B * T;
+    int C = c->C, N = B * T, llama = c->arch == HN_ARCH_LLAMA;
     m->B = B;
     m->T = T;
     m->tokens = tokens;
@@ -179,59 +287,80 @@ double hn_model_forward(HnModel* m, const int* tokens, const int* targets, int B
     hn_encoder_forward(m->encoded, tokens, w->wte, w->wpe, B, T, C);
     const float* residual = m->encoded;
     for (int l = 0; l < c->L; l++) {
-        const HnLayerTensors* lw = &w->layers[l];
-        HnLayerActs* a = &m->acts[l];
-        hn_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, residual, lw->ln1w, lw->ln1b, N, C,
-                             c->eps);
-        hn_matmul_forward(a->qkv, a->ln1, lw->qkvw, lw->qkvb, N, C, 3 * C);
-        hn_attention_forward(a->atty, a->att, a->qkv, B, T, C, NH);
-        hn_matmul_forward(a->res2, a->atty, lw->attow, lw->attob, N, C, C);
-        hn_residual_forward(a->res2, a->res2, residual, (size_t)N * C);
-        hn_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lw->ln2w, lw->ln2b, N, C,
-                             c->eps);
-        hn_matmul_forward(a->fch, a->ln2, lw->fcw, lw->fcb, N, C, 4 * C);
-        hn_gelu_forward(a->fch_gelu, a->fch, (size_t)N * 4 * C);
-        hn_matmul_forward(a->res3, a->fch_gelu, lw->fcprojw, lw->fcprojb, N, 4 * C, C);
-        hn_residual_forward(a->res3, a->res3, a->res2, (size_t)N * C);
-        residual = a->res3;
+        if (llama) llama_block_forward(m, l, residual, B, T);
+        else gpt2_block_forward(m, l, residual, B, T);
+        residual = m->acts[l].res3;
     }
-    hn_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, residual, w->lnfw, w->lnfb, N, C,
-                         c->eps);
-    hn_matmul_forward(m->logits, m->lnf, w->wte, NULL, N, C, c->Vp);
+    if (llama) hn_rmsnorm_forward(m->lnf, m->lnf_rstd, residual, w->lnfw, N, C, c->eps);
+    else hn_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, residual, w->lnfw, w->lnfb, N, C, c->eps);
+    hn_matmul_forward(m->logits, m->lnf, w->lm_head, NULL, N, C, c->Vp);
     if (!targets) return 0.0;
     return hn_crossentropy_forward(m->logits, m->losses, targets, N, c->V, c->Vp, grad_scale);
+}
+
+/* ---- one block, backward: m->dres holds d(res3) on entry and d(residual) on exit ---- */
+
+static void gpt2_block_backward(HnModel* m, int l, const float* residual, int B, int T) {
+    const HnModelConfig* c = &m->cfg;
+    const HnLayerTensors* lw = &m->w.layers[l];
+    const HnLayerTensors* lg = &m->g.layers[l];
+    HnLayerActs* a = &m->acts[l];
+    int C = c->C, N = B * T, F = c->F;
+    hn_matmul_backward(m->dbig, lg->fcprojw, lg->fcprojb, m->dres, a->fch_gelu, lw->fcprojw, N, F, C);
+    hn_gelu_backward(m->dbig, a->fch, m->dbig, (size_t)N * F);
+    hn_matmul_backward(m->dln, lg->fcw, lg->fcb, m->dbig, a->ln2, lw->fcw, N, C, F);
+    hn_layernorm_backward(m->dres, lg->ln2w, lg->ln2b, m->dln, a->res2, lw->ln2w, a->ln2_mean, a->ln2_rstd, N, C);
+    hn_matmul_backward(m->datty, lg->attow, lg->attob, m->dres, a->atty, lw->attow, N, C, C);
+    hn_attention_backward(m->dqkv, m->datty, a->qkv, a->att, B, T, C, c->NH);
+    hn_matmul_backward(m->dln, lg->qkvw, lg->qkvb, m->dqkv, a->ln1, lw->qkvw, N, C, 3 * C);
+    hn_layernorm_backward(m->dres, lg->ln1w, lg->ln1b, m->dln, residual, lw->ln1w, a->ln1_mean, a->ln1_rstd, N, C);
+}
+
+static void llama_block_backward(HnModel* m, int l, const float* residual, int B, int T) {
+    const HnModelConfig* c = &m->cfg;
+    const HnLayerTensors* lw = &m->w.layers[l];
+    const HnLayerTensors* lg = &m->g.layers[l];
+    HnLayerActs* a = &m->acts[l];
+    int C = c->C, N = B * T, F = c->F, HS = C / c->NH, Q = c->NH * HS, KV = c->NKV * HS;
+    size_t NC = (size_t)N * C;
+    float *dq = m->dqkv, *dk = dq + (size_t)N * Q, *dv = dk + (size_t)N * KV;
+    /* MLP: down, then SwiGLU, then gate and up, whose input gradients add */
+    hn_matmul_backward(m->dbig, lg->fcprojw, NULL, m->dres, a->fch_gelu, lw->fcprojw, N, F, C);
+    hn_swiglu_backward(m->dbig2, m->dbig, m->dbig, a->fch, a->up, (size_t)N * F); /* dgate, dup */
+    hn_matmul_backward(m->dln, lg->gatew, NULL, m->dbig2, a->ln2, lw->gatew, N, C, F);
+    hn_matmul_backward(m->dtmp, lg->fcw, NULL, m->dbig, a->ln2, lw->fcw, N, C, F);
+    hn_residual_forward(m->dln, m->dln, m->dtmp, NC);
+    hn_rmsnorm_backward(m->dres, lg->ln2w, m->dln, a->res2, lw->ln2w, a->ln2_rstd, N, C);
+    /* attention: o, then attention, then RoPE undone, then q, k, v, whose input gradients add */
+    hn_matmul_backward(m->datty, lg->attow, NULL, m->dres, a->atty, lw->attow, N, Q, C);
+    hn_attention_gqa_backward(dq, dk, dv, m->datty, a->q, a->k, a->v, a->att, Q, KV, B, T, c->NH, c->NKV, HS);
+    hn_rope_backward(dq, B, T, c->NH, HS, Q, 0, c->rope_theta);
+    hn_rope_backward(dk, B, T, c->NKV, HS, KV, 0, c->rope_theta);
+    hn_matmul_backward(m->dln, lg->qw, NULL, dq, a->ln1, lw->qw, N, C, Q);
+    hn_matmul_backward(m->dtmp, lg->kw, NULL, dk, a->ln1, lw->kw, N, C, KV);
+    hn_residual_forward(m->dln, m->dln, m->dtmp, NC);
+    hn_matmul_backward(m->dtmp, lg->vw, NULL, dv, a->ln1, lw->vw, N, C, KV);
+    hn_residual_forward(m->dln, m->dln, m->dtmp, NC);
+    hn_rmsnorm_backward(m->dres, lg->ln1w, m->dln, residual, lw->ln1w, a->ln1_rstd, N, C);
 }
 
 void hn_model_backward(HnModel* m) {
     const HnModelConfig* c = &m->cfg;
     const HnTensors* w = &m->w;
     const HnTensors* g = &m->g;
-    int B = m->B, T = m->T, C = c->C, NH = c->NH, N = B * T;
+    int B = m->B, T = m->T, C = c->C, N = B * T, llama = c->arch == HN_ARCH_LLAMA;
     const float* last = c->L ? m->acts[c->L - 1].res3 : m->encoded;
 
-    /* classifier (tied with the token embedding), then the final norm into the stream */
-    hn_matmul_backward(m->dln, g->wte, NULL, m->logits, m->lnf, w->wte, N, C, c->Vp);
+    /* classifier (the token embedding when tied), then the final norm into the stream */
+    hn_matmul_backward(m->dln, g->lm_head, NULL, m->logits, m->lnf, w->lm_head, N, C, c->Vp);
     memset(m->dres, 0, (size_t)N * C * sizeof(float));
-    hn_layernorm_backward(m->dres, g->lnfw, g->lnfb, m->dln, last, w->lnfw, m->lnf_mean,
-                          m->lnf_rstd, N, C);
+    if (llama) hn_rmsnorm_backward(m->dres, g->lnfw, m->dln, last, w->lnfw, m->lnf_rstd, N, C);
+    else hn_layernorm_backward(m->dres, g->lnfw, g->lnfb, m->dln, last, w->lnfw, m->lnf_mean, m->lnf_rstd, N, C);
 
     for (int l = c->L - 1; l >= 0; l--) {
-        const HnLayerTensors* lw = &w->layers[l];
-        const HnLayerTensors* lg = &g->layers[l];
-        HnLayerActs* a = &m->acts[l];
         const float* residual = l ? m->acts[l - 1].res3 : m->encoded;
-        /* m->dres holds d(res3) here; the norms' backwards add their share into it */
-        hn_matmul_backward(m->dbig, lg->fcprojw, lg->fcprojb, m->dres, a->fch_gelu, lw->fcprojw, N,
-                           4 * C, C);
-        hn_gelu_backward(m->dbig, a->fch, m->dbig, (size_t)N * 4 * C);
-        hn_matmul_backward(m->dln, lg->fcw, lg->fcb, m->dbig, a->ln2, lw->fcw, N, C, 4 * C);
-        hn_layernorm_backward(m->dres, lg->ln2w, lg->ln2b, m->dln, a->res2, lw->ln2w, a->ln2_mean,
-                              a->ln2_rstd, N, C);
-        hn_matmul_backward(m->datty, lg->attow, lg->attob, m->dres, a->atty, lw->attow, N, C, C);
-        hn_attention_backward(m->dqkv, m->datty, a->qkv, a->att, B, T, C, NH);
-        hn_matmul_backward(m->dln, lg->qkvw, lg->qkvb, m->dqkv, a->ln1, lw->qkvw, N, C, 3 * C);
-        hn_layernorm_backward(m->dres, lg->ln1w, lg->ln1b, m->dln, residual, lw->ln1w, a->ln1_mean,
-                              a->ln1_rstd, N, C);
+        if (llama) llama_block_backward(m, l, residual, B, T);
+        else gpt2_block_backward(m, l, residual, B, T);
     }
     hn_encoder_backward(g->wte, g->wpe, m->dres, m->tokens, B, T, C);
 }

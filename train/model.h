@@ -1,62 +1,84 @@
 /*
- * The GPT-2 family model on the CPU backend: its parameter rows, its activations, and a
- * forward and backward that read like the math, one op call a line. The parameters live
- * in a named parameter table (params.h); gradients mirror it.
+ * The model on the CPU backend, GPT-2 or Llama family: its parameter rows, its
+ * activations, and a forward and backward that read like the math, one op call a line.
+ * The parameters live in a named parameter table (core/params.h); gradients mirror it.
  *
- * Shapes: B batch, T time, C channels, L layers, NH heads, V vocabulary, Vp padded
- * vocabulary (the classifier computes Vp logits so the GEMM has a friendly size; the
- * padded ones never get probability), maxT the context length.
+ *   gpt2:  x = wte[tok] + wpe[pos]; per block x += o(attn(qkv(LN(x)))), x += down(gelu(up(LN(x))))
+ *   llama: x = wte[tok];            per block x += o(attn(rope(q, k), v)(RMS(x))),
+ *                                             x += down(silu(gate(RMS(x))) * up(RMS(x)))
+ *   then a final norm and the classifier (the token embedding when tied).
+ *
+ * Shapes: B batch, T time, C channels, L layers, NH query heads, NKV key/value heads,
+ * HS = C / NH head size, F MLP width, V vocabulary, Vp padded vocabulary (the classifier
+ * computes Vp logits so the GEMM has a friendly size; the padded ones never get
+ * probability), maxT the context length.
  */
 #ifndef HONE_MODEL_H
 #define HONE_MODEL_H
 
 #include <stdint.h>
 
+#include "core/config.h"
 #include "core/params.h"
 
+typedef enum { HN_ARCH_GPT2, HN_ARCH_LLAMA } HnArch;
+
 typedef struct {
-    int L, C, NH, V, Vp, maxT;
-    float eps; /* LayerNorm epsilon */
+    HnArch arch;
+    int L, C, NH, NKV, F, V, Vp, maxT;
+    float eps;        /* norm epsilon */
+    float rope_theta; /* llama */
+    int untied;       /* llama: a separate lm_head (0: the classifier is the token embedding) */
 } HnModelConfig;
 
-/* pointers to one layer's tensors inside a buffer laid out like the parameter table */
+/* pointers to one layer's tensors inside a buffer laid out like the parameter table;
+ * NULL where the architecture has no such row */
 typedef struct {
     float* ln1w;    /* (C) */
-    float* ln1b;    /* (C) */
-    float* qkvw;    /* (3C, C) */
-    float* qkvb;    /* (3C) */
-    float* attow;   /* (C, C) */
-    float* attob;   /* (C) */
+    float* ln1b;    /* (C) gpt2 */
+    float* qkvw;    /* (3C, C) gpt2 */
+    float* qkvb;    /* (3C) gpt2 */
+    float* qw;      /* (NH*HS, C) llama */
+    float* kw;      /* (NKV*HS, C) llama */
+    float* vw;      /* (NKV*HS, C) llama */
+    float* attow;   /* (C, NH*HS) */
+    float* attob;   /* (C) gpt2 */
     float* ln2w;    /* (C) */
-    float* ln2b;    /* (C) */
-    float* fcw;     /* (4C, C) */
-    float* fcb;     /* (4C) */
-    float* fcprojw; /* (C, 4C) */
-    float* fcprojb; /* (C) */
+    float* ln2b;    /* (C) gpt2 */
+    float* fcw;     /* (F, C) mlp.up */
+    float* fcb;     /* (F) gpt2 */
+    float* gatew;   /* (F, C) llama mlp.gate */
+    float* fcprojw; /* (C, F) mlp.down */
+    float* fcprojb; /* (C) gpt2 */
 } HnLayerTensors;
 
 typedef struct {
-    float* wte;             /* (Vp, C), tied with the classifier */
-    float* wpe;             /* (maxT, C) */
-    float* lnfw;            /* (C) */
-    float* lnfb;            /* (C) */
+    float* wte;  /* (Vp, C) */
+    float* wpe;  /* (maxT, C) gpt2 */
+    float* lnfw; /* (C) */
+    float* lnfb; /* (C) gpt2 */
+    float* lm_head; /* (Vp, C): wte when tied */
     HnLayerTensors* layers; /* L of them */
 } HnTensors;
 
 /* activations of one layer, kept for the backward */
 typedef struct {
     float* ln1;      /* (B, T, C) */
-    float* ln1_mean; /* (B, T) */
+    float* ln1_mean; /* (B, T) gpt2 */
     float* ln1_rstd; /* (B, T) */
-    float* qkv;      /* (B, T, 3C) */
+    float* qkv;      /* (B, T, 3C) gpt2 */
+    float* q;        /* (B, T, NH*HS) llama, after RoPE */
+    float* k;        /* (B, T, NKV*HS) llama, after RoPE */
+    float* v;        /* (B, T, NKV*HS) llama */
     float* atty;     /* (B, T, C) */
     float* att;      /* (B, NH, T, T) */
     float* res2;     /* (B, T, C) residual after attention */
     float* ln2;      /* (B, T, C) */
-    float* ln2_mean; /* (B, T) */
+    float* ln2_mean; /* (B, T) gpt2 */
     float* ln2_rstd; /* (B, T) */
-    float* fch;      /* (B, T, 4C) */
-    float* fch_gelu; /* (B, T, 4C) */
+    float* fch;      /* (B, T, F) gpt2: up before GELU; llama: gate */
+    float* up;       /* (B, T, F) llama */
+    float* fch_gelu; /* (B, T, F) the MLP's hidden activation (GELU or SwiGLU output) */
     float* res3;     /* (B, T, C) residual after the MLP */
 } HnLayerActs;
 
@@ -80,9 +102,11 @@ typedef struct {
     /* backward scratch */
     float* dres;  /* (B, T, C) gradient of the residual stream */
     float* dln;   /* (B, T, C) */
+    float* dtmp;  /* (B, T, C) */
     float* datty; /* (B, T, C) */
-    float* dqkv;  /* (B, T, 3C) */
-    float* dbig;  /* (B, T, 4C) */
+    float* dqkv;  /* (B, T, 3C) gpt2; llama: dq, dk, dv back to back */
+    float* dbig;  /* (B, T, F) */
+    float* dbig2; /* (B, T, F) llama */
 
     int B, T;          /* of the last forward */
     const int* tokens; /* of the last forward, for the backward */
@@ -90,14 +114,17 @@ typedef struct {
 
 /* padded vocabulary: V rounded up to a multiple of 128 */
 int hn_model_padded_vocab(int V);
+/* NKV = 0 means NKV = NH and F = 0 means F = 4C in every function taking a config */
+/* the model section of a run config (vocab must be resolved: > 0) */
+HnModelConfig hn_model_config_of(const HnConfig* cfg);
 /* only the parameter rows (names and shapes) of a model with this config, unallocated */
 int hn_model_table(HnParamTable* t, const HnModelConfig* cfg);
 /* build the parameter table and allocate parameters, gradients and activations for
- * micro-batches of up to maxB x maxT; HN_OK or HN_ERR */
+ * micro-batches of up to maxB x maxT positions; HN_OK or HN_ERR */
 int hn_model_create(HnModel* m, const HnModelConfig* cfg, int maxB, int maxT);
 void hn_model_free(HnModel* m);
-/* GPT-2 initialisation: normal(0, std) weights, residual projections scaled by
- * 1/sqrt(2L) (Radford et al. 2019), zero biases, unit norm gains; deterministic in seed */
+/* initialisation: normal(0, std) weights, residual projections scaled by 1/sqrt(2L)
+ * (Radford et al. 2019), zero biases, unit norm gains; deterministic in seed */
 void hn_model_init(HnModel* m, float std, uint64_t seed);
 
 /* Forward over tokens (B, T). With targets (B, T; HN_IGNORE = not counted) it computes the

@@ -391,13 +391,7 @@ static int run_setup(Run* r, const HnConfig* user_cfg) {
     r->train.vocab = V;
 
     int B = cfg->data.batch, T = cfg->data.seq, accum = cfg->optim.accum;
-    HnModelConfig mc = {.L = cfg->model.layers,
-                        .C = cfg->model.channels,
-                        .NH = cfg->model.heads,
-                        .V = V,
-                        .Vp = hn_model_padded_vocab(V),
-                        .maxT = cfg->model.context,
-                        .eps = cfg->model.norm_eps};
+    HnModelConfig mc = hn_model_config_of(cfg);
     if (hn_model_create(&r->model, &mc, B, T) != HN_OK) return HN_ERR;
     hn_model_init(&r->model, cfg->model.init_std, (uint64_t)cfg->train.seed);
     const char* patterns[HN_MAX_LIST];

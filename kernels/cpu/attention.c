@@ -1,13 +1,20 @@
 /*
- * Causal multi-head self-attention on GPT-2's fused qkv projection.
- * Shapes: qkv, dqkv (B,T,3C) = [q | k | v], each C split into NH heads of HS = C/NH;
- * att (B,NH,T,T) softmax probabilities, row t nonzero only in columns 0..t; out, dout (B,T,C).
+ * Causal self-attention, multi-head and grouped-query (Ainslie et al., "GQA: Training
+ * Generalized Multi-Query Transformer Models from Multi-Head Checkpoints", 2023): NH query
+ * heads share NKV key/value heads, G = NH / NKV query heads to a kv head; query head h reads
+ * kv head h / G. GPT-2's multi-head attention on its fused qkv is the case NKV = NH with
+ * q, k, v side by side in one row of 3C, and runs through the same code.
+ * Shapes: q, dq (B,T,NH*HS) rows q_stride apart; k, v, dk, dv (B,T,NKV*HS) rows kv_stride
+ * apart; att (B,NH,T,T) softmax probabilities, row t nonzero only in columns 0..t;
+ * out, dout (B,T,NH*HS).
  *
- * Work is split by (b, h): each pair owns its att block and its head's columns of out and
- * dqkv, so threads never write the same memory. Dot products against every earlier
- * position (q_t . k_t2, dout_t . v_t2) run on a transposed copy of K or V, (HS,T) on the
- * thread's stack, so the inner loop runs over t2 in vector lanes instead of ending each dot
- * in a horizontal sum.
+ * The forward is split by (b, h): each pair owns its att block and its head's columns of
+ * out. The backward is split by (b, kv head): the thread that owns a kv head runs its G
+ * query heads one after another, in head order, adding into dk and dv, so the sum over the
+ * group has a fixed order and needs neither atomics nor per-thread copies. Dot products
+ * against every earlier position (q_t . k_t2, dout_t . v_t2) run on a transposed copy of K
+ * or V, (HS,T) on the thread's stack, so the inner loop runs over t2 in vector lanes
+ * instead of ending each dot in a horizontal sum.
  */
 #include "kernels/ops.h"
 #include "kernels/cpu/fastmath.h"
@@ -66,22 +73,24 @@ static void transpose_head(float* dst, const float* src, size_t stride, int T, i
     }
 }
 
-void hn_attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH) {
-    const int HS = C / NH, Tp = (T + TILE - 1) / TILE * TILE;
-    const size_t C3 = 3 * (size_t)C;
+void hn_attention_gqa_forward(float* out, float* att, const float* q, const float* k,
+                              const float* v, int q_stride, int kv_stride, int B, int T, int NH,
+                              int NKV, int HS) {
+    const int G = NH / NKV, Tp = (T + TILE - 1) / TILE * TILE;
+    const size_t C = (size_t)NH * HS, qs = q_stride, kvs = kv_stride;
     const float scale = 1.0f / sqrtf((float)HS);
 #pragma omp parallel
     {
         float kt[HS * Tp]; /* K transposed; 256 KiB of stack at HS = 64, T = 1024 */
 #pragma omp for schedule(static)
         for (int bh = 0; bh < B * NH; bh++) {
-            const int b = bh / NH, h = bh % NH;
-            const float* q = qkv + (size_t)b * T * C3 + h * HS; /* row t at q + t * C3 */
-            const float* v = q + 2 * C;
-            transpose_head(kt, q + C, C3, T, Tp, HS);
+            const int b = bh / NH, h = bh % NH, kvh = h / G;
+            const float* qh = q + (size_t)b * T * qs + h * HS; /* row t at qh + t * qs */
+            const float* vh = v + (size_t)b * T * kvs + kvh * HS;
+            transpose_head(kt, k + (size_t)b * T * kvs + kvh * HS, kvs, T, Tp, HS);
             for (int t = 0; t < T; t++) {
                 float* a = att + ((size_t)bh * T + t) * T;
-                vecmat(a, q + t * C3, 1, kt, Tp, HS, t + 1, Tp, 0);
+                vecmat(a, qh + t * qs, 1, kt, Tp, HS, t + 1, Tp, 0);
                 const float maxv = scale * hn_max(a, t + 1); /* scale > 0 commutes with max */
                 for (int t2 = 0; t2 <= t; t2++)
                     a[t2] = hn_fast_expf(scale * a[t2] - maxv);
@@ -90,63 +99,88 @@ void hn_attention_forward(float* out, float* att, const float* qkv, int B, int T
                     a[t2] *= inv;
                 for (int t2 = t + 1; t2 < T; t2++)
                     a[t2] = 0.0f;
-                vecmat(out + ((size_t)b * T + t) * C + h * HS, a, 1, v, C3, t + 1, HS, HS, 0);
+                vecmat(out + ((size_t)b * T + t) * C + h * HS, a, 1, vh, kvs, t + 1, HS, HS, 0);
             }
         }
     }
 }
 
-/* For one row t with p = att[t,:] and the scores s = scale * q_t . k_t2:
+/* For one row t of query head h with p = att[t,:] and the scores s = scale * q_t . k_t2:
  *   dp[t2] = dout_t . v_t2,   ds[t2] = p[t2] * (dp[t2] - sum_t3 p[t3] dp[t3])  (softmax)
  *   dq_t = scale * sum_t2 ds[t2] k_t2,  dk_t2 += scale * ds[t2] q_t,  dv_t2 += p[t2] dout_t
- * Only entries 0..t of att's row t are read. */
-void hn_attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
-                           int B, int T, int C, int NH) {
-    const int HS = C / NH, Tp = (T + TILE - 1) / TILE * TILE;
-    const size_t C3 = 3 * (size_t)C;
+ * where dk, dv collect every query head of the kv head's group. Only entries 0..t of att's
+ * row t are read. `broken` != 1 spoils the softmax term for the test hook. */
+static void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                               const float* k, const float* v, const float* att, int q_stride,
+                               int kv_stride, int B, int T, int NH, int NKV, int HS, float broken) {
+    const int G = NH / NKV, Tp = (T + TILE - 1) / TILE * TILE;
+    const size_t C = (size_t)NH * HS, qs = q_stride, kvs = kv_stride;
     const float scale = 1.0f / sqrtf((float)HS);
-    const float broken = hn_cpu_broken_op == HN_OP_ATTENTION ? 1.02f : 1.0f;
 #pragma omp parallel
     {
         float vt[HS * Tp]; /* V transposed */
         float g[RB * T];   /* scale * ds of RB rows, 0 right of the diagonal */
         float pb[RB * T];  /* p of the same rows, 0 right of the diagonal */
 #pragma omp for schedule(static)
-        for (int bh = 0; bh < B * NH; bh++) {
-            const int b = bh / NH, h = bh % NH;
-            const float* q = qkv + (size_t)b * T * C3 + h * HS; /* row t at q + t * C3 */
-            const float* k = q + C;
-            const float* d = dout + (size_t)b * T * C + h * HS; /* row t at d + t * C */
-            float* dq = dqkv + (size_t)b * T * C3 + h * HS;
-            float* dk = dq + C;
-            float* dv = dq + 2 * C;
-            transpose_head(vt, q + 2 * C, C3, T, Tp, HS);
+        for (int bk = 0; bk < B * NKV; bk++) {
+            const int b = bk / NKV, kvh = bk % NKV;
+            const size_t kv_off = (size_t)b * T * kvs + kvh * HS; /* row t at + t * kvs */
+            const float* kh = k + kv_off;
+            float* dkh = dk + kv_off;
+            float* dvh = dv + kv_off;
+            transpose_head(vt, v + kv_off, kvs, T, Tp, HS);
             for (int t = 0; t < T; t++) {
-                memset(dk + t * C3, 0, HS * sizeof(float));
-                memset(dv + t * C3, 0, HS * sizeof(float));
+                memset(dkh + t * kvs, 0, HS * sizeof(float));
+                memset(dvh + t * kvs, 0, HS * sizeof(float));
             }
-            for (int t0 = 0; t0 < T; t0 += RB) {
-                const int rb = T - t0 < RB ? T - t0 : RB, end = t0 + rb;
-                for (int r = 0; r < rb; r++) {
-                    const int t = t0 + r;
-                    const float* p = att + ((size_t)bh * T + t) * T;
-                    float* gr = g + r * T;
-                    float* pr = pb + r * T;
-                    vecmat(gr, d + t * C, 1, vt, Tp, HS, t + 1, Tp, 0); /* dp */
-                    const float pdp = broken * hn_dot(p, gr, t + 1);
-                    for (int t2 = 0; t2 <= t; t2++) {
-                        gr[t2] = scale * p[t2] * (gr[t2] - pdp);
-                        pr[t2] = p[t2];
+            for (int h = kvh * G; h < (kvh + 1) * G; h++) {
+                const float* qh = q + (size_t)b * T * qs + h * HS;  /* row t at qh + t * qs */
+                const float* d = dout + (size_t)b * T * C + h * HS; /* row t at d + t * C */
+                float* dqh = dq + (size_t)b * T * qs + h * HS;
+                const float* ah = att + ((size_t)b * NH + h) * T * T;
+                for (int t0 = 0; t0 < T; t0 += RB) {
+                    const int rb = T - t0 < RB ? T - t0 : RB, end = t0 + rb;
+                    for (int r = 0; r < rb; r++) {
+                        const int t = t0 + r;
+                        const float* p = ah + (size_t)t * T;
+                        float* gr = g + r * T;
+                        float* pr = pb + r * T;
+                        vecmat(gr, d + t * C, 1, vt, Tp, HS, t + 1, Tp, 0); /* dp */
+                        const float pdp = broken * hn_dot(p, gr, t + 1);
+                        for (int t2 = 0; t2 <= t; t2++) {
+                            gr[t2] = scale * p[t2] * (gr[t2] - pdp);
+                            pr[t2] = p[t2];
+                        }
+                        for (int t2 = t + 1; t2 < end; t2++)
+                            gr[t2] = pr[t2] = 0.0f;
+                        vecmat(dqh + t * qs, gr, 1, kh, kvs, t + 1, HS, HS, 0);
                     }
-                    for (int t2 = t + 1; t2 < end; t2++)
-                        gr[t2] = pr[t2] = 0.0f;
-                    vecmat(dq + t * C3, gr, 1, k, C3, t + 1, HS, HS, 0);
-                }
-                for (int t2 = 0; t2 < end; t2++) {
-                    vecmat(dk + t2 * C3, g + t2, T, q + t0 * C3, C3, rb, HS, HS, 1);
-                    vecmat(dv + t2 * C3, pb + t2, T, d + t0 * C, C, rb, HS, HS, 1);
+                    for (int t2 = 0; t2 < end; t2++) {
+                        vecmat(dkh + t2 * kvs, g + t2, T, qh + t0 * qs, qs, rb, HS, HS, 1);
+                        vecmat(dvh + t2 * kvs, pb + t2, T, d + t0 * C, C, rb, HS, HS, 1);
+                    }
                 }
             }
         }
     }
+}
+
+void hn_attention_gqa_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                               const float* k, const float* v, const float* att, int q_stride,
+                               int kv_stride, int B, int T, int NH, int NKV, int HS) {
+    const float broken = hn_cpu_broken_op == HN_OP_ATTENTION_GQA ? 1.02f : 1.0f;
+    attention_backward(dq, dk, dv, dout, q, k, v, att, q_stride, kv_stride, B, T, NH, NKV, HS,
+                       broken);
+}
+
+void hn_attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH) {
+    hn_attention_gqa_forward(out, att, qkv, qkv + C, qkv + 2 * C, 3 * C, 3 * C, B, T, NH, NH,
+                             C / NH);
+}
+
+void hn_attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
+                           int B, int T, int C, int NH) {
+    const float broken = hn_cpu_broken_op == HN_OP_ATTENTION ? 1.02f : 1.0f;
+    attention_backward(dqkv, dqkv + C, dqkv + 2 * C, dout, qkv, qkv + C, qkv + 2 * C, att, 3 * C,
+                       3 * C, B, T, NH, NH, C / NH, broken);
 }

@@ -11,6 +11,11 @@ void hn_encoder_forward(float* out, const int* tokens, const float* wte, const f
     for (int i = 0; i < B * T; i++) {
         float* o = out + (size_t)i * C;
         const float* e = wte + (size_t)tokens[i] * C;
+        if (!wpe) { /* Llama: positions come from RoPE inside attention */
+            for (int c = 0; c < C; c++)
+                o[c] = e[c];
+            continue;
+        }
         const float* p = wpe + (size_t)(i % T) * C;
         for (int c = 0; c < C; c++)
             o[c] = e[c] + p[c];

@@ -21,6 +21,10 @@ typedef enum {
     HN_OP_ATTENTION,
     HN_OP_GELU,
     HN_OP_CROSSENTROPY,
+    HN_OP_RMSNORM,
+    HN_OP_ROPE,
+    HN_OP_SWIGLU,
+    HN_OP_ATTENTION_GQA,
 } HnOpId;
 
 /* the op currently broken by hn_ops_test_break (HN_OP_NONE outside tests) */

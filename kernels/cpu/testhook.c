@@ -18,6 +18,8 @@ void hn_ops_test_break(const char* op) {
         {"encoder", HN_OP_ENCODER}, {"layernorm", HN_OP_LAYERNORM},
         {"matmul", HN_OP_MATMUL},   {"attention", HN_OP_ATTENTION},
         {"gelu", HN_OP_GELU},       {"crossentropy", HN_OP_CROSSENTROPY},
+        {"rmsnorm", HN_OP_RMSNORM}, {"rope", HN_OP_ROPE},
+        {"swiglu", HN_OP_SWIGLU},   {"attention_gqa", HN_OP_ATTENTION_GQA},
     };
     hn_cpu_broken_op = HN_OP_NONE;
     if (!op) return;

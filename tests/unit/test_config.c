@@ -448,7 +448,9 @@ static void test_validate_catches_bad_values(void) {
     expect_invalid("model.vocab=-1", "model.vocab", ">= 0");
     expect_invalid("model.norm_eps=0", "model.norm_eps must be positive", NULL);
     expect_invalid("model.init_std=-0.1", "model.init_std must be positive", NULL);
-    expect_invalid("model.arch=llama", "model.arch must be one of gpt2", "'llama'");
+    expect_invalid("model.arch=bert", "model.arch must be one of gpt2, llama", "'bert'");
+    expect_invalid("model.kv_heads=3", "model.kv_heads (3) must divide model.heads (4)", NULL);
+    expect_invalid("model.kv_heads=2", "must equal model.heads for gpt2", NULL);
     expect_invalid("tokenizer.type=bpe", "tokenizer.type must be one of auto, byte, gpt2, none",
                    "'bpe'");
     expect_invalid("data.train=", "data.train is empty", NULL);

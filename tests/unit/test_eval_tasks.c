@@ -7,7 +7,8 @@
  *   - scoring against the TRAINING model (train/model.c, an independent forward) with
  *     log-softmax computed here in double: choice log-likelihoods (also when the context
  *     must be cut to its rightmost tokens), windowed NLL with a tail window, and the mc and
- *     gen tasks end to end from JSONL files with the byte tokenizer;
+ *     gen tasks end to end from JSONL files with the byte tokenizer; each on a tiny GPT-2 and
+ *     a tiny Llama (grouped-query attention, untied classifier);
  *   - bad JSONL gives one error naming file:line.
  */
 #include "eval/tasks.h"
@@ -32,14 +33,20 @@ static int from_train_model(void* ctx, const char* name, float* dst, size_t nume
 }
 
 /* a training model with random weights, biases and norms, and the eval model of the same */
-static HnEvalModel* make_models(HnModel* hm, int V, int maxT, uint64_t seed) {
-    HnModelConfig cfg = {.L = 2,
+static HnEvalModel* make_models(HnModel* hm, HnArch arch, int V, int maxT, uint64_t seed) {
+    int llama = arch == HN_ARCH_LLAMA;
+    HnModelConfig cfg = {.arch = arch,
+                         .L = 2,
                          .C = 32,
                          .NH = 4,
+                         .NKV = llama ? 2 : 4,
+                         .F = llama ? 48 : 128,
                          .V = V,
                          .Vp = hn_model_padded_vocab(V),
                          .maxT = maxT,
-                         .eps = 1e-5f};
+                         .eps = 1e-5f,
+                         .rope_theta = 10000.0f,
+                         .untied = llama};
     if (hn_model_create(hm, &cfg, 1, maxT) != HN_OK) return NULL;
     hn_model_init(hm, 0.3f, seed);
     HnRng rng;
@@ -51,8 +58,18 @@ static HnEvalModel* make_models(HnModel* hm, int V, int maxT, uint64_t seed) {
         for (size_t j = 0; j < r->numel && (is_bias || is_norm); j++)
             x[j] = is_bias ? 0.1f * hn_rng_normal(&rng) : 1.0f + 0.2f * hn_rng_normal(&rng);
     }
-    HnEvalConfig ec = {.L = 2, .C = 32, .NH = 4, .V = V, .maxT = maxT, .eps = 1e-5f};
-    return hn_eval_model_new(&ec, from_train_model, hm);
+    HnEvalConfig ec = {.arch = llama ? HN_EVAL_LLAMA : HN_EVAL_GPT2,
+                       .L = 2,
+                       .C = 32,
+                       .NH = 4,
+                       .NKV = cfg.NKV,
+                       .F = cfg.F,
+                       .V = V,
+                       .context = maxT,
+                       .eps = 1e-5f,
+                       .rope_theta = cfg.rope_theta,
+                       .untied = cfg.untied};
+    return hn_eval_model_new(&ec, 0, from_train_model, hm);
 }
 
 /* log softmax(row[:V])[target] in double */
@@ -193,10 +210,10 @@ static void test_sampler(void) {
         CHECK(hn_sampler_init(&s, V, &bad[i], 1) == HN_ERR, "bad params %d accepted", i);
 }
 
-static void test_scoring(void) {
+static void test_scoring(HnArch arch) {
     enum { V = 83, T = 24 };
     HnModel hm;
-    HnEvalModel* m = make_models(&hm, V, T, 11);
+    HnEvalModel* m = make_models(&hm, arch, V, T, 11);
     CHECK(m != NULL, "%s", hn_error_message());
     if (!m) return;
     HnRng rng;
@@ -321,10 +338,10 @@ static void ref_greedy(HnModel* hm, const char* prompt, int max, char* out) {
     out[k] = '\0';
 }
 
-static void test_tasks_end_to_end(void) {
+static void test_tasks_end_to_end(HnArch arch) {
     enum { V = 257, T = 64 };
     HnModel hm;
-    HnEvalModel* m = make_models(&hm, V, T, 21);
+    HnEvalModel* m = make_models(&hm, arch, V, T, 21);
     HnTokenizer* tok = hn_tokenizer_byte();
     CHECK(m && tok, "%s", hn_error_message());
     if (!m || !tok) return;
@@ -453,7 +470,9 @@ static void test_tasks_end_to_end(void) {
 int main(void) {
     test_text_metrics();
     test_sampler();
-    test_scoring();
-    test_tasks_end_to_end();
+    test_scoring(HN_ARCH_GPT2);
+    test_scoring(HN_ARCH_LLAMA);
+    test_tasks_end_to_end(HN_ARCH_GPT2);
+    test_tasks_end_to_end(HN_ARCH_LLAMA);
     return hn_test_finish("test_eval_tasks");
 }

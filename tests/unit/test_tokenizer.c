@@ -81,7 +81,7 @@ static int roundtrips(const HnTokenizer* tok, const char* text, size_t len) {
 }
 
 static void test_gpt2_ids_equal_reference_per_line(const HnTokenizer* tok, const char* text,
-                                                   size_t len, const char* ids) {
+                                                   size_t len, const char* ids, int min_lines) {
     int lines = 0;
     for (const char* line = text; line < text + len; lines++) {
         const char* eol = memchr(line, '\n', (size_t)(text + len - line));
@@ -96,7 +96,7 @@ static void test_gpt2_ids_equal_reference_per_line(const HnTokenizer* tok, const
         hn_tokens_free(&got);
         line = eol + 1;
     }
-    CHECK(lines >= 250, "the fixture has only %d lines", lines);
+    CHECK(lines >= min_lines, "the fixture has only %d lines", lines);
 }
 
 static void test_gpt2_ids_equal_reference_whole_text(const HnTokenizer* tok, const char* text,
@@ -184,6 +184,57 @@ static void test_special_string_is_ordinary_text(const HnTokenizer* tok) {
     hn_tokens_free(&t);
 }
 
+/* encode_special: the exact special string becomes its id, the rest is encoded as text */
+static void test_special_string_becomes_eos_with_encode_special(const HnTokenizer* tok) {
+    const char* text = "<|endoftext|>x<|endoftext|><|endoftext|";
+    HnTokens t = {0}, x = {0};
+    CHECK(hn_tokenizer_encode_special(tok, text, strlen(text), &t) == HN_OK, "encode_special");
+    hn_tokenizer_encode(tok, "x", 1, &x);
+    hn_tokenizer_encode(tok, "<|endoftext|", 12, &x);
+    int eos = hn_tokenizer_eos(tok);
+    int ok = t.n == x.n + 2 && t.ids[0] == eos && t.ids[1] == x.ids[0] && t.ids[2] == eos &&
+             memcmp(t.ids + 3, x.ids + 1, (x.n - 1) * sizeof *x.ids) == 0;
+    CHECK(ok, "%s: encode_special gave %zu ids", hn_tokenizer_name(tok), t.n);
+    size_t n = 0;
+    char* back = hn_tokenizer_decode(tok, t.ids, t.n, &n);
+    CHECK(back && n == strlen(text) && memcmp(back, text, n) == 0, "decode(encode_special)");
+    free(back);
+    hn_tokens_free(&t);
+    hn_tokens_free(&x);
+}
+
+/* GPT-2 through tokenizer.json (how checkpoints store it): the same text back, the same ids */
+static void test_gpt2_json_roundtrip(const HnTokenizer* tok, const char* text, size_t len,
+                                     const char* ids, const char* tmp) {
+    char* json = hn_tokenizer_to_json(tok);
+    CHECK(json != NULL, "to_json: %s", hn_error_message());
+    if (!json) return;
+    HnTokenizer* copy = hn_tokenizer_from_json(json, strlen(json), "gpt2.json");
+    CHECK(copy != NULL, "from_json: %s", hn_error_message());
+    if (copy) {
+        char* again = hn_tokenizer_to_json(copy);
+        CHECK(again && strcmp(again, json) == 0, "to_json of the copy differs");
+        free(again);
+        CHECK(strcmp(hn_tokenizer_name(copy), "gpt2") == 0 && hn_tokenizer_eos(copy) == 50256 &&
+                  hn_tokenizer_bos(copy) == -1 && hn_tokenizer_vocab_size(copy) == 50257 &&
+                  hn_tokenizer_chat_template(copy) == NULL,
+              "the copy's name, eos, bos, vocab or template differ");
+        test_gpt2_ids_equal_reference_per_line(copy, text, len, ids, 1000);
+        test_special_string_is_ordinary_text(copy);
+        test_special_string_becomes_eos_with_encode_special(copy);
+        const char *a, *b;
+        size_t na, nb;
+        CHECK(hn_tokenizer_source(copy, &a, &na, &b, &nb) == HN_ERR,
+              "a tokenizer from JSON has no encoder.json to give");
+    }
+    hn_tokenizer_free(copy);
+    /* for HF to read: scripts/make_tokenizer_fixture.py --check-json */
+    char* path = path_join(tmp, "gpt2_tokenizer.json");
+    spit(path, json, strlen(json));
+    free(path);
+    free(json);
+}
+
 static void test_byte_tokenizer_roundtrips_all_bytes(void) {
     HnTokenizer* tok = hn_tokenizer_byte();
     CHECK(tok != NULL, "%s", hn_error_message());
@@ -200,6 +251,8 @@ static void test_byte_tokenizer_roundtrips_all_bytes(void) {
     CHECK(ids_are_bytes, "ids are not the byte values");
     CHECK(roundtrips(tok, all, 256), "all bytes");
     hn_tokens_free(&t);
+    test_special_string_becomes_eos_with_encode_special(tok);
+    CHECK(hn_tokenizer_bos(tok) == -1 && hn_tokenizer_chat_template(tok) == NULL, "bos, template");
     size_t len = 0;
     const char* eos = hn_tokenizer_token_bytes(tok, 256, &len);
     CHECK(eos && len == 13 && memcmp(eos, "<|endoftext|>", 13) == 0, "eos token bytes");
@@ -276,7 +329,6 @@ static void expect_load_error(const char* enc, const char* bpe, const char* name
 
 static void test_hostile_files_give_errors(const char* enc_path, const char* bpe_path) {
     const char* tmp = hn_test_env("HONE_TEST_TMP");
-    mkdir(tmp, 0777);
     char* dir = path_join(tmp, "tokenizer");
     mkdir(dir, 0777);
     char* bad = path_join(dir, "bad.json");
@@ -381,6 +433,10 @@ int main(void) {
     char* lines_path = path_join(fixtures, "tokenizer/gpt2_lines.txt");
     char* ids_path = path_join(fixtures, "tokenizer/gpt2_ids.txt");
     char* text_ids_path = path_join(fixtures, "tokenizer/gpt2_text_ids.txt");
+    char* man_path = path_join(fixtures, "tokenizer/man_lines.txt");
+    char* man_ids_path = path_join(fixtures, "tokenizer/gpt2_man_ids.txt");
+    const char* tmp = hn_test_env("HONE_TEST_TMP");
+    mkdir(tmp, 0777);
 
     test_byte_tokenizer_roundtrips_all_bytes();
 
@@ -390,9 +446,16 @@ int main(void) {
     char* text = slurp(lines_path, &text_len);
     char* ids = slurp(ids_path, &ids_len);
     char* text_ids = slurp(text_ids_path, &text_ids_len);
-    CHECK(text && ids && text_ids, "fixture files missing under %s/tokenizer", fixtures);
-    if (tok && text && ids && text_ids) {
-        test_gpt2_ids_equal_reference_per_line(tok, text, text_len, ids);
+    size_t man_len = 0, man_ids_len = 0;
+    char* man = slurp(man_path, &man_len);
+    char* man_ids = slurp(man_ids_path, &man_ids_len);
+    CHECK(text && ids && text_ids && man && man_ids, "fixture files missing under %s/tokenizer",
+          fixtures);
+    if (tok && text && ids && text_ids && man && man_ids) {
+        test_gpt2_ids_equal_reference_per_line(tok, text, text_len, ids, 250);
+        test_gpt2_ids_equal_reference_per_line(tok, man, man_len, man_ids, 1000);
+        test_gpt2_json_roundtrip(tok, man, man_len, man_ids, tmp);
+        test_special_string_becomes_eos_with_encode_special(tok);
         test_gpt2_ids_equal_reference_whole_text(tok, text, text_len, text_ids);
         test_invalid_utf8_roundtrips(tok);
         test_long_pre_tokens_are_fast(tok);
@@ -413,5 +476,9 @@ int main(void) {
     free(lines_path);
     free(ids_path);
     free(text_ids_path);
+    free(man);
+    free(man_ids);
+    free(man_path);
+    free(man_ids_path);
     return hn_test_finish("test_tokenizer");
 }

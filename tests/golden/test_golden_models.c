@@ -1,9 +1,11 @@
 /*
- * A whole tiny GPT-2 against an independent PyTorch implementation
- * (scripts/make_fixtures.py -> tests/fixtures/gpt2_tiny.safetensors): logits, loss, the
- * gradient of every parameter, then 10 AdamW steps with gradient accumulation, clipping
- * and a warm-up + cosine schedule: per-step losses, gradient norms, learning rates and
- * the final parameters.
+ * Whole tiny models against independent PyTorch implementations: a GPT-2 in plain PyTorch
+ * (scripts/make_fixtures.py -> tests/fixtures/gpt2_tiny.safetensors) and a Llama made by
+ * transformers' LlamaForCausalLM with grouped-query attention (scripts/make_llama_fixture.py
+ * -> tests/fixtures/llama_tiny.safetensors): logits, loss, the gradient of every
+ * parameter, then 10 AdamW steps with gradient accumulation, clipping and a warm-up +
+ * cosine schedule: per-step losses, gradient norms, learning rates and the final
+ * parameters.
  *
  * Tolerances (both sides compute in float32 with different summation orders; the
  * fixture script prints its own float32-vs-float64 differences, which are of the same
@@ -26,6 +28,11 @@
 #include "train/optim.h"
 
 static HnSafetensors* st;
+
+static const char* meta_str(const char* key, const char* fallback) {
+    const char* v = hn_safetensors_meta(st, key);
+    return v ? v : fallback;
+}
 
 static int meta_int(const char* key) {
     const char* v = hn_safetensors_meta(st, key);
@@ -92,28 +99,34 @@ static void check_params(HnModel* m, const float* base, const char* prefix, doub
     printf("%-6s worst relative error %.3g (%s)\n", prefix, worst, worst_name);
 }
 
-int main(void) {
+static void check_fixture(const char* file) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/gpt2_tiny.safetensors", hn_test_env("HONE_FIXTURES"));
+    snprintf(path, sizeof path, "%s/%s", hn_test_env("HONE_FIXTURES"), file);
     st = hn_safetensors_open(path);
     if (!st) {
         fprintf(stderr, "FAIL: %s\n", hn_error_message());
-        return 1;
+        exit(1);
     }
-    HnModelConfig cfg = {.L = meta_int("L"),
+    printf("== %s (%s)\n", file, meta_str("generator", "?"));
+    int llama = strcmp(meta_str("arch", "gpt2"), "llama") == 0;
+    HnModelConfig cfg = {.arch = llama ? HN_ARCH_LLAMA : HN_ARCH_GPT2,
+                         .L = meta_int("L"),
                          .C = meta_int("C"),
                          .NH = meta_int("NH"),
+                         .NKV = llama ? meta_int("NKV") : 0,
+                         .F = llama ? meta_int("F") : 0,
                          .V = meta_int("V"),
                          .Vp = meta_int("Vp"),
                          .maxT = meta_int("maxT"),
-                         .eps = (float)meta_f("eps")};
+                         .eps = (float)meta_f("eps"),
+                         .rope_theta = llama ? (float)meta_f("rope_theta") : 0.0f};
     int B = meta_int("B"), T = meta_int("T");
     CHECK(cfg.Vp == hn_model_padded_vocab(cfg.V), "padded vocab %d vs %d", cfg.Vp,
           hn_model_padded_vocab(cfg.V));
     HnModel m;
     if (hn_model_create(&m, &cfg, B, T) != HN_OK) {
         fprintf(stderr, "FAIL: %s\n", hn_error_message());
-        return 1;
+        exit(1);
     }
     char key[160];
     for (int i = 0; i < m.params.n; i++) {
@@ -169,7 +182,7 @@ int main(void) {
           "fixture's no_decay differs");
     hn_params_set_no_decay(&m.params, no_decay, 3);
     HnOptimizer opt;
-    if (hn_optim_create(&opt, &oc, &m.params) != HN_OK) return 1;
+    if (hn_optim_create(&opt, &oc, &m.params) != HN_OK) exit(1);
     int* tr_tokens = load_i32("train.tokens", (size_t)steps * accum * N);
     int* tr_targets = load_i32("train.targets", (size_t)steps * accum * N);
     float* ref_losses = load_f32("train.losses", steps);
@@ -208,5 +221,10 @@ int main(void) {
     hn_optim_free(&opt);
     hn_model_free(&m);
     hn_safetensors_close(st);
-    return hn_test_finish("test_gpt2_golden");
+}
+
+int main(void) {
+    check_fixture("gpt2_tiny.safetensors");
+    check_fixture("llama_tiny.safetensors");
+    return hn_test_finish("test_golden_models");
 }
