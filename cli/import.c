@@ -7,11 +7,16 @@
 #include "train/import.h"
 
 static const char* HELP =
-    "usage: hone import SRC.gguf -o OUT.h5 [--dtype f32|bf16] [--deflate N]\n"
+    "usage: hone import SRC -o OUT.h5 [--dtype f32|bf16] [--deflate N]\n"
     "\n"
-    "Turn a GGUF model (llama architecture; F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K and Q6_K\n"
-    "tensors are dequantized) into a hone checkpoint with its config and tokenizer, which\n"
-    "`hone eval`, `hone generate`, `hone inspect` and fine-tuning runs then read.\n"
+    "Turn a model from outside into a hone checkpoint with its config and tokenizer, which\n"
+    "`hone eval`, `hone generate`, `hone inspect` and fine-tuning runs then read. SRC is:\n"
+    "  - a GGUF file (.gguf; llama architecture; F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K and\n"
+    "    Q6_K tensors are dequantized), or\n"
+    "  - a Hugging Face model folder (config.json with model_type gpt2 or llama, and\n"
+    "    model.safetensors or sharded model-*.safetensors with model.safetensors.index.json;\n"
+    "    F32, F16 and BF16 tensors), or one .safetensors file with config.json beside it.\n"
+    "    The tokenizer comes from tokenizer.json, else vocab.json + merges.txt, else none.\n"
     "\n"
     "  -o, --out OUT.h5   the checkpoint to write (replaced atomically)\n"
     "  --dtype f32|bf16   how the weights are stored (default f32)\n"
@@ -62,11 +67,8 @@ int hn_cmd_import(int argc, char** argv) {
         return 2;
     }
     size_t n = strlen(src);
-    if (n < 5 || strcmp(src + n - 5, ".gguf") != 0) {
-        fprintf(stderr, "hone: error: %s: only GGUF files (.gguf) can be imported so far\n", src);
-        return 1;
-    }
-    if (hn_import_gguf(src, out, &opt) != HN_OK) {
+    int gguf = n >= 5 && strcmp(src + n - 5, ".gguf") == 0;
+    if ((gguf ? hn_import_gguf(src, out, &opt) : hn_import_hf(src, out, &opt)) != HN_OK) {
         fprintf(stderr, "hone: error: %s\n", hn_error_message());
         return 1;
     }

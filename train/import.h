@@ -1,5 +1,5 @@
 /*
- * `hone import`: a model from outside (GGUF today) becomes a hone checkpoint holding its
+ * `hone import`: a model from outside (GGUF, or a Hugging Face folder) becomes a hone checkpoint holding its
  * config, tokenizer and weights under hone's row names, so every later command needs
  * only that .h5.
  */
@@ -13,5 +13,13 @@ typedef struct {
 
 /* GGUF (llama or gpt2 architecture) -> checkpoint at out; HN_OK or HN_ERR */
 int hn_import_gguf(const char* src, const char* out, const HnImportOptions* opt);
+
+/* A Hugging Face model -> checkpoint at out: src is a folder (config.json with model_type
+ * gpt2 or llama, and model.safetensors or the shards model.safetensors.index.json names)
+ * or one .safetensors file with config.json beside it. Tensors may be F32, F16 or BF16;
+ * each is checked against the shape config.json implies. The tokenizer is the folder's
+ * tokenizer.json, else GPT-2's vocab.json + merges.txt, else none (a note on stderr).
+ * HN_OK or HN_ERR */
+int hn_import_hf(const char* src, const char* out, const HnImportOptions* opt);
 
 #endif
