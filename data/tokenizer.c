@@ -197,8 +197,6 @@ struct HnTokenizer {
     pcre2_code* re;         /* BPE only: GPT-2's regex */
     pcre2_code* numeric_re; /* "smollm" only */
     char* chat_template;    /* NULL if the model file had none */
-    char* src[2];           /* from GPT-2's files only: their bytes, to store them */
-    size_t src_len[2];
 };
 
 int hn_tokens_push(HnTokens* t, int id) {
@@ -276,8 +274,6 @@ HnTokenizer* hn_tokenizer_byte(void) {
 
 void hn_tokenizer_free(HnTokenizer* tok) {
     if (!tok) return;
-    free(tok->src[0]);
-    free(tok->src[1]);
     free(tok->blob);
     free(tok->tok_off);
     free(tok->special);
@@ -287,16 +283,6 @@ void hn_tokenizer_free(HnTokenizer* tok) {
     pcre2_code_free(tok->re);
     pcre2_code_free(tok->numeric_re);
     free(tok);
-}
-
-int hn_tokenizer_source(const HnTokenizer* tok, const char** encoder_json, size_t* encoder_len,
-                        const char** vocab_bpe, size_t* vocab_len) {
-    if (!tok->src[0]) return HN_ERR;
-    *encoder_json = tok->src[0];
-    *encoder_len = tok->src_len[0];
-    *vocab_bpe = tok->src[1];
-    *vocab_len = tok->src_len[1];
-    return HN_OK;
 }
 
 const char* hn_tokenizer_name(const HnTokenizer* tok) {
@@ -1011,12 +997,6 @@ HnTokenizer* hn_tokenizer_gpt2(const char* encoder_json_path, const char* vocab_
     return tok;
 }
 
-static char* copy_bytes(const char* p, size_t n) {
-    char* c = malloc(n ? n : 1);
-    if (c) memcpy(c, p, n);
-    return c;
-}
-
 /* p[0..n) and a NUL */
 static char* copy_text(const char* p, size_t n) {
     char* c = malloc(n + 1);
@@ -1033,14 +1013,6 @@ HnTokenizer* hn_tokenizer_gpt2_from_memory(const char* encoder_json, size_t enco
     Builder b;
     int rc = load_encoder(&b, encoder_name, encoder_json, encoder_len);
     if (rc == HN_OK) rc = load_merges(&b, vocab_name, vocab_bpe, vocab_len);
-    if (rc == HN_OK) {
-        HnTokenizer* tok = b.tok;
-        tok->src[0] = copy_bytes(encoder_json, encoder_len);
-        tok->src[1] = copy_bytes(vocab_bpe, vocab_len);
-        tok->src_len[0] = encoder_len;
-        tok->src_len[1] = vocab_len;
-        if (!tok->src[0] || !tok->src[1]) rc = hn_error("tokenizer: out of memory");
-    }
     return builder_done(&b, rc, HN_PRE_GPT2);
 }
 

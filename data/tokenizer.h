@@ -37,10 +37,6 @@ HnTokenizer* hn_tokenizer_gpt2_from_memory(const char* encoder_json, size_t enco
                                            const char* vocab_bpe, size_t vocab_len,
                                            const char* encoder_name, const char* vocab_name);
 void hn_tokenizer_free(HnTokenizer* tok);
-/* for gpt2 built from its two files: their bytes (to store them); HN_ERR for every other
- * tokenizer, GPT-2's read back from tokenizer.json included (store hn_tokenizer_to_json) */
-int hn_tokenizer_source(const HnTokenizer* tok, const char** encoder_json, size_t* encoder_len,
-                        const char** vocab_bpe, size_t* vocab_len);
 
 /* "byte", or a BPE tokenizer's pre-tokenizer: "gpt2" or "smollm" */
 const char* hn_tokenizer_name(const HnTokenizer* tok);
