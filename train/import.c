@@ -230,7 +230,8 @@ static char* read_small_file(const char* path, size_t max, size_t* len) {
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode))
         hn_error("%s: not a regular file", path);
     else if (st.st_size < 1 || (uint64_t)st.st_size > max)
-        hn_error("%s: %lld bytes is not the size of a config file (1 to %zu)", path, (long long)st.st_size, max);
+        hn_error("%s: %lld bytes is not a plausible size (1 to %zu)", path,
+                 (long long)st.st_size, max);
     else if (!(buf = malloc((size_t)st.st_size + 1)))
         hn_error("%s: out of memory", path);
     else if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
@@ -257,7 +258,8 @@ static cJSON* read_json(const char* path) {
 }
 
 /* key as an integer in lo..hi; absent or null takes def when def >= lo, else is an error */
-static int json_int(const cJSON* o, const char* path, const char* key, long lo, long hi, long def, int* out) {
+static int json_int(const cJSON* o, const char* path, const char* key, long lo, long hi, long def,
+                    int* out) {
     const cJSON* v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v || cJSON_IsNull(v)) {
         if (def < lo) return hn_error("%s: \"%s\" is missing", path, key);
@@ -272,7 +274,8 @@ static int json_int(const cJSON* o, const char* path, const char* key, long lo, 
 }
 
 /* key as a number in (0, hi]; absent or null takes def */
-static int json_positive(const cJSON* o, const char* path, const char* key, double hi, double def, float* out) {
+static int json_positive(const cJSON* o, const char* path, const char* key, double hi, double def,
+                         float* out) {
     const cJSON* v = cJSON_GetObjectItemCaseSensitive(o, key);
     double d = def;
     if (v && !cJSON_IsNull(v)) {
@@ -294,13 +297,14 @@ static int json_bool(const cJSON* o, const char* path, const char* key, int def,
 }
 
 /* key, when present and not null, must be the string want (the one variant hone computes) */
-static int json_expect_str(const cJSON* o, const char* path, const char* key, const char* want, const char* also) {
+static int json_expect_str(const cJSON* o, const char* path, const char* key, const char* want,
+                           const char* also) {
     const cJSON* v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v || cJSON_IsNull(v)) return HN_OK;
     const char* s = cJSON_GetStringValue(v);
     if (s && (strcmp(s, want) == 0 || (also && strcmp(s, also) == 0))) return HN_OK;
-    return hn_error("%s: \"%s\" is %s%s%s; hone computes only \"%s\"", path, key, s ? "\"" : "a non-string",
-                    s ? s : "", s ? "\"" : "", want);
+    return hn_error("%s: \"%s\" is %s%s%s; hone computes only \"%s\"", path, key,
+                    s ? "\"" : "a non-string", s ? s : "", s ? "\"" : "", want);
 }
 
 static int gpt2_config(const cJSON* o, const char* path, HnConfig* cfg) {
@@ -311,7 +315,8 @@ static int gpt2_config(const cJSON* o, const char* path, HnConfig* cfg) {
         json_int(o, path, "n_head", 1, 1024, -1, &cfg->model.heads) != HN_OK ||
         json_int(o, path, "vocab_size", 1, 1 << 24, -1, &cfg->model.vocab) != HN_OK ||
         json_int(o, path, "n_positions", 1, 1 << 20, -1, &cfg->model.context) != HN_OK ||
-        json_int(o, path, "n_inner", 1, 1 << 18, 4L * cfg->model.channels, &cfg->model.ffn) != HN_OK ||
+        json_int(o, path, "n_inner", 1, 1 << 18, 4L * cfg->model.channels, &cfg->model.ffn) !=
+            HN_OK ||
         json_positive(o, path, "layer_norm_epsilon", 1.0, 1e-5, &cfg->model.norm_eps) != HN_OK ||
         json_expect_str(o, path, "activation_function", "gelu_new", "gelu_pytorch_tanh") != HN_OK ||
         json_bool(o, path, "tie_word_embeddings", 1, &tied) != HN_OK ||
@@ -319,10 +324,13 @@ static int gpt2_config(const cJSON* o, const char* path, HnConfig* cfg) {
         json_bool(o, path, "scale_attn_by_inverse_layer_idx", 0, &by_layer) != HN_OK)
         return HN_ERR;
     if (!tied || !scale || by_layer)
-        return hn_error("%s: %s is not supported (hone's GPT-2 ties the classifier and scales attention "
-                        "by 1/sqrt(head size))",
-                        path, !tied ? "tie_word_embeddings false" : !scale ? "scale_attn_weights false"
-                                                                           : "scale_attn_by_inverse_layer_idx");
+        return hn_error(
+            "%s: %s is not supported (hone's GPT-2 ties the classifier and scales attention "
+            "by 1/sqrt(head size))",
+            path,
+            !tied    ? "tie_word_embeddings false"
+            : !scale ? "scale_attn_weights false"
+                     : "scale_attn_by_inverse_layer_idx");
     cfg->model.kv_heads = cfg->model.heads;
     cfg->model.tied = 1;
     return HN_OK;
@@ -334,10 +342,12 @@ static int llama_config(const cJSON* o, const char* path, HnConfig* cfg) {
     if (json_int(o, path, "num_hidden_layers", 1, 1024, -1, &cfg->model.layers) != HN_OK ||
         json_int(o, path, "hidden_size", 1, 1 << 16, -1, &cfg->model.channels) != HN_OK ||
         json_int(o, path, "num_attention_heads", 1, 1024, -1, &cfg->model.heads) != HN_OK ||
-        json_int(o, path, "num_key_value_heads", 1, 1024, cfg->model.heads, &cfg->model.kv_heads) != HN_OK ||
+        json_int(o, path, "num_key_value_heads", 1, 1024, cfg->model.heads, &cfg->model.kv_heads) !=
+            HN_OK ||
         json_int(o, path, "intermediate_size", 1, 1 << 18, -1, &cfg->model.ffn) != HN_OK ||
         json_int(o, path, "vocab_size", 1, 1 << 24, -1, &cfg->model.vocab) != HN_OK ||
-        json_int(o, path, "max_position_embeddings", 1, 1 << 20, -1, &cfg->model.context) != HN_OK ||
+        json_int(o, path, "max_position_embeddings", 1, 1 << 20, -1, &cfg->model.context) !=
+            HN_OK ||
         json_positive(o, path, "rms_norm_eps", 1.0, 1e-6, &cfg->model.norm_eps) != HN_OK ||
         json_positive(o, path, "rope_theta", 1e12, 10000.0, &cfg->model.rope_theta) != HN_OK ||
         json_bool(o, path, "tie_word_embeddings", 0, &cfg->model.tied) != HN_OK ||
@@ -347,17 +357,22 @@ static int llama_config(const cJSON* o, const char* path, HnConfig* cfg) {
         return HN_ERR;
     const cJSON* scaling = cJSON_GetObjectItemCaseSensitive(o, "rope_scaling");
     if (scaling && !cJSON_IsNull(scaling))
-        return hn_error("%s: rope_scaling is set; hone's RoPE has no scaling (only rope_scaling null imports)", path);
+        return hn_error(
+            "%s: rope_scaling is set; hone's RoPE has no scaling (only rope_scaling null imports)",
+            path);
     if (attn_bias || mlp_bias)
-        return hn_error("%s: %s is true; hone's Llama has no biases", path, attn_bias ? "attention_bias" : "mlp_bias");
+        return hn_error("%s: %s is true; hone's Llama has no biases", path,
+                        attn_bias ? "attention_bias" : "mlp_bias");
     if (cfg->model.channels % cfg->model.heads != 0 || cfg->model.heads % cfg->model.kv_heads != 0)
-        return hn_error("%s: %d heads, %d kv heads and hidden size %d do not fit together", path, cfg->model.heads,
-                        cfg->model.kv_heads, cfg->model.channels);
-    if (json_int(o, path, "head_dim", 1, 1 << 16, cfg->model.channels / cfg->model.heads, &head_dim) != HN_OK)
+        return hn_error("%s: %d heads, %d kv heads and hidden size %d do not fit together", path,
+                        cfg->model.heads, cfg->model.kv_heads, cfg->model.channels);
+    if (json_int(o, path, "head_dim", 1, 1 << 16, cfg->model.channels / cfg->model.heads,
+                 &head_dim) != HN_OK)
         return HN_ERR;
     if (head_dim != cfg->model.channels / cfg->model.heads)
-        return hn_error("%s: head_dim %d is not hidden_size / num_attention_heads = %d; hone cannot run it", path,
-                        head_dim, cfg->model.channels / cfg->model.heads);
+        return hn_error(
+            "%s: head_dim %d is not hidden_size / num_attention_heads = %d; hone cannot run it",
+            path, head_dim, cfg->model.channels / cfg->model.heads);
     return HN_OK;
 }
 
@@ -377,10 +392,12 @@ static int config_from_hf(const char* dir, HnConfig* cfg) {
     else if (strcmp(type, "llama") == 0)
         rc = llama_config(o, path, cfg);
     else
-        rc = hn_error("%s: model_type \"%.64s\" cannot be imported (gpt2 and llama can)", path, type);
+        rc = hn_error("%s: model_type \"%.64s\" cannot be imported (gpt2 and llama can)", path,
+                      type);
     cJSON_Delete(o);
     if (rc == HN_OK && cfg->model.channels % cfg->model.heads != 0)
-        rc = hn_error("%s: %d channels do not divide into %d heads", path, cfg->model.channels, cfg->model.heads);
+        rc = hn_error("%s: %d channels do not divide into %d heads", path, cfg->model.channels,
+                      cfg->model.heads);
     cfg->model.init_std = 0.02f;
     return rc;
 }
@@ -393,10 +410,13 @@ static int open_weights(HfSource* s, const char* src, int is_dir) {
     if (!s->files) return hn_error("out of memory");
     if (!is_dir) return (s->files[s->nfiles++] = hn_safetensors_open(src)) ? HN_OK : HN_ERR;
     if (hn_path(path, sizeof path, "%s/model.safetensors", s->dir) != HN_OK) return HN_ERR;
-    if (access(path, F_OK) == 0) return (s->files[s->nfiles++] = hn_safetensors_open(path)) ? HN_OK : HN_ERR;
-    if (hn_path(path, sizeof path, "%s/model.safetensors.index.json", s->dir) != HN_OK) return HN_ERR;
+    if (access(path, F_OK) == 0)
+        return (s->files[s->nfiles++] = hn_safetensors_open(path)) ? HN_OK : HN_ERR;
+    if (hn_path(path, sizeof path, "%s/model.safetensors.index.json", s->dir) != HN_OK)
+        return HN_ERR;
     if (access(path, F_OK) != 0)
-        return hn_error("%s: no model.safetensors or model.safetensors.index.json in the folder", s->dir);
+        return hn_error("%s: no model.safetensors or model.safetensors.index.json in the folder",
+                        s->dir);
     cJSON* index = read_json(path);
     if (!index) return HN_ERR;
     const cJSON* map = cJSON_GetObjectItemCaseSensitive(index, "weight_map");
@@ -409,15 +429,18 @@ static int open_weights(HfSource* s, const char* src, int is_dir) {
         if (rc != HN_OK) break;
         const char* file = cJSON_GetStringValue(it);
         if (!file || !*file || strchr(file, '/') || strcmp(file, "..") == 0) {
-            rc = hn_error("%s: tensor %.64s maps to a file that is not a plain name in the folder", path,
-                          it->string);
+            rc = hn_error("%s: tensor %.64s maps to a file that is not a plain name in the folder",
+                          path, it->string);
             break;
         }
         int seen = 0;
-        for (int i = 0; i < nnames && !seen; i++) seen = strcmp(names[i], file) == 0;
+        for (int i = 0; i < nnames && !seen; i++)
+            seen = strcmp(names[i], file) == 0;
         if (seen) continue;
-        if (nnames == HF_MAX_SHARDS) rc = hn_error("%s: more than %d shards", path, HF_MAX_SHARDS);
-        else names[nnames++] = (char*)file;
+        if (nnames == HF_MAX_SHARDS)
+            rc = hn_error("%s: more than %d shards", path, HF_MAX_SHARDS);
+        else
+            names[nnames++] = (char*)file;
     }
     char shard[2 * HN_STR];
     for (int i = 0; rc == HN_OK && i < nnames; i++) {
@@ -440,44 +463,57 @@ static const HnStTensor* hf_lookup(const HfSource* s, const char* name, const Hn
     return NULL;
 }
 
+typedef struct {
+    const char *hone, *hf;
+    int transposed;
+} HfName;
+
+static const HfName hf_gpt2_names[] = {
+    {"attn_norm.weight", "ln_1.weight", 0},       {"attn_norm.bias", "ln_1.bias", 0},
+    {"attn.qkv.weight", "attn.c_attn.weight", 1}, {"attn.qkv.bias", "attn.c_attn.bias", 0},
+    {"attn.o.weight", "attn.c_proj.weight", 1},   {"attn.o.bias", "attn.c_proj.bias", 0},
+    {"mlp_norm.weight", "ln_2.weight", 0},        {"mlp_norm.bias", "ln_2.bias", 0},
+    {"mlp.up.weight", "mlp.c_fc.weight", 1},      {"mlp.up.bias", "mlp.c_fc.bias", 0},
+    {"mlp.down.weight", "mlp.c_proj.weight", 1},  {"mlp.down.bias", "mlp.c_proj.bias", 0},
+    {"tok_embed.weight", "wte.weight", 0},        {"pos_embed.weight", "wpe.weight", 0},
+    {"final_norm.weight", "ln_f.weight", 0},      {"final_norm.bias", "ln_f.bias", 0},
+};
+
+static const HfName hf_llama_names[] = {
+    {"attn_norm.weight", "input_layernorm.weight", 0},
+    {"attn.q.weight", "self_attn.q_proj.weight", 0},
+    {"attn.k.weight", "self_attn.k_proj.weight", 0},
+    {"attn.v.weight", "self_attn.v_proj.weight", 0},
+    {"attn.o.weight", "self_attn.o_proj.weight", 0},
+    {"mlp_norm.weight", "post_attention_layernorm.weight", 0},
+    {"mlp.gate.weight", "mlp.gate_proj.weight", 0},
+    {"mlp.up.weight", "mlp.up_proj.weight", 0},
+    {"mlp.down.weight", "mlp.down_proj.weight", 0},
+    {"tok_embed.weight", "embed_tokens.weight", 0},
+    {"final_norm.weight", "norm.weight", 0},
+};
+
 /* HF's name of hone's row, and whether its matrix is stored transposed (GPT-2's Conv1D) */
-static int hf_name_of(const HfSource* s, HnArch arch, const char* name, char* out, size_t n, int* transposed) {
-    static const struct {
-        const char *hone, *hf;
-        int transposed;
-    } gpt2[] = {
-        {"attn_norm.weight", "ln_1.weight", 0},       {"attn_norm.bias", "ln_1.bias", 0},
-        {"attn.qkv.weight", "attn.c_attn.weight", 1}, {"attn.qkv.bias", "attn.c_attn.bias", 0},
-        {"attn.o.weight", "attn.c_proj.weight", 1},   {"attn.o.bias", "attn.c_proj.bias", 0},
-        {"mlp_norm.weight", "ln_2.weight", 0},        {"mlp_norm.bias", "ln_2.bias", 0},
-        {"mlp.up.weight", "mlp.c_fc.weight", 1},      {"mlp.up.bias", "mlp.c_fc.bias", 0},
-        {"mlp.down.weight", "mlp.c_proj.weight", 1},  {"mlp.down.bias", "mlp.c_proj.bias", 0},
-        {"tok_embed.weight", "wte.weight", 0},        {"pos_embed.weight", "wpe.weight", 0},
-        {"final_norm.weight", "ln_f.weight", 0},      {"final_norm.bias", "ln_f.bias", 0},
-    }, llama[] = {
-        {"attn_norm.weight", "input_layernorm.weight", 0}, {"attn.q.weight", "self_attn.q_proj.weight", 0},
-        {"attn.k.weight", "self_attn.k_proj.weight", 0},   {"attn.v.weight", "self_attn.v_proj.weight", 0},
-        {"attn.o.weight", "self_attn.o_proj.weight", 0},   {"mlp_norm.weight", "post_attention_layernorm.weight", 0},
-        {"mlp.gate.weight", "mlp.gate_proj.weight", 0},    {"mlp.up.weight", "mlp.up_proj.weight", 0},
-        {"mlp.down.weight", "mlp.down_proj.weight", 0},    {"tok_embed.weight", "embed_tokens.weight", 0},
-        {"final_norm.weight", "norm.weight", 0},
-    };
+static int hf_name_of(const HfSource* s, HnArch arch, const char* name, char* out, size_t n,
+                      int* transposed) {
     int is_gpt2 = arch == HN_ARCH_GPT2;
     const char* top = is_gpt2 ? s->prefix : "model.";
     const char* layers = is_gpt2 ? "h" : "layers";
-    size_t count = is_gpt2 ? sizeof gpt2 / sizeof gpt2[0] : sizeof llama / sizeof llama[0];
+    const HfName* names = is_gpt2 ? hf_gpt2_names : hf_llama_names;
+    size_t count = is_gpt2 ? sizeof hf_gpt2_names / sizeof hf_gpt2_names[0]
+                           : sizeof hf_llama_names / sizeof hf_llama_names[0];
     if (!is_gpt2 && strcmp(name, "lm_head.weight") == 0)
         return *transposed = 0, snprintf(out, n, "lm_head.weight"), HN_OK;
     int layer = -1, used = 0;
     const char* suffix = name;
     if (sscanf(name, "layers.%d.%n", &layer, &used) == 1 && used > 0) suffix = name + used;
     for (size_t i = 0; i < count; i++) {
-        const char* hone = is_gpt2 ? gpt2[i].hone : llama[i].hone;
-        if (strcmp(suffix, hone) != 0) continue;
-        const char* hf = is_gpt2 ? gpt2[i].hf : llama[i].hf;
-        *transposed = is_gpt2 ? gpt2[i].transposed : 0;
-        if (layer >= 0) snprintf(out, n, "%s%s.%d.%s", top, layers, layer, hf);
-        else snprintf(out, n, "%s%s", top, hf);
+        if (strcmp(suffix, names[i].hone) != 0) continue;
+        *transposed = names[i].transposed;
+        if (layer >= 0)
+            snprintf(out, n, "%s%s.%d.%s", top, layers, layer, names[i].hf);
+        else
+            snprintf(out, n, "%s%s", top, names[i].hf);
         return HN_OK;
     }
     return hn_error("internal: no Hugging Face name for row %s", name);
@@ -486,21 +522,23 @@ static int hf_name_of(const HfSource* s, HnArch arch, const char* name, char* ou
 static void shape_text(const HnStTensor* t, char* out, size_t n) {
     size_t used = (size_t)snprintf(out, n, "[");
     for (int d = 0; d < t->rank && used < n; d++)
-        used += (size_t)snprintf(out + used, n - used, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+        used +=
+            (size_t)snprintf(out + used, n - used, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
     if (used < n) snprintf(out + used, n - used, "]");
 }
 
 /* fill one row from its tensor: shape checked against the config, transposed from [in, out]
  * when stored that way, every value finite */
-static int hf_fill_row(const HfSource* s, const HnModelConfig* mc, const HnParamRow* r, float* dst, float* tmp,
-                       const char* src) {
+static int hf_fill_row(const HfSource* s, const HnModelConfig* mc, const HnParamRow* r, float* dst,
+                       float* tmp, const char* src) {
     char name[HN_NAME_MAX + 32], have[160];
     int transposed;
     if (hf_name_of(s, mc->arch, r->name, name, sizeof name, &transposed) != HN_OK) return HN_ERR;
     const HnSafetensors* file;
     const HnStTensor* t = hf_lookup(s, name, &file);
     if (!t) return hn_error("%s: tensor %s is missing", src, name);
-    int vocab_rows = strcmp(r->name, "tok_embed.weight") == 0 || strcmp(r->name, "lm_head.weight") == 0;
+    int vocab_rows =
+        strcmp(r->name, "tok_embed.weight") == 0 || strcmp(r->name, "lm_head.weight") == 0;
     int64_t rows = r->shape[0], cols = r->ndim == 2 ? r->shape[1] : 1;
     if (vocab_rows) rows = mc->V; /* hone pads the vocabulary; the padded rows stay zero */
     int64_t want0 = transposed ? cols : rows, want1 = transposed ? rows : cols;
@@ -509,16 +547,17 @@ static int hf_fill_row(const HfSource* s, const HnModelConfig* mc, const HnParam
     if (!ok) {
         shape_text(t, have, sizeof have);
         if (r->ndim == 2)
-            return hn_error("%s: tensor %s has shape %s; this config.json needs [%lld, %lld]", src, name, have,
-                            (long long)want0, (long long)want1);
-        return hn_error("%s: tensor %s has shape %s; this config.json needs [%lld]", src, name, have,
-                        (long long)rows);
+            return hn_error("%s: tensor %s has shape %s; this config.json needs [%lld, %lld]", src,
+                            name, have, (long long)want0, (long long)want1);
+        return hn_error("%s: tensor %s has shape %s; this config.json needs [%lld]", src, name,
+                        have, (long long)rows);
     }
     size_t n = (size_t)rows * (size_t)cols;
     if (hn_safetensors_read_f32(file, name, transposed ? tmp : dst, n) != HN_OK) return HN_ERR;
     if (transposed) /* tmp is [cols, rows]: dst[i][j] = tmp[j][i] */
         for (int64_t i = 0; i < rows; i++)
-            for (int64_t j = 0; j < cols; j++) dst[i * cols + j] = tmp[j * rows + i];
+            for (int64_t j = 0; j < cols; j++)
+                dst[i * cols + j] = tmp[j * rows + i];
     for (size_t i = 0; i < n; i++)
         if (!isfinite(dst[i])) return hn_error("%s: tensor %s holds a NaN or infinity", src, name);
     return HN_OK;
@@ -528,7 +567,8 @@ static int hf_fill_row(const HfSource* s, const HnModelConfig* mc, const HnParam
  * it ties the two; say so when it differs. Tensors hone has no row for are an error (a
  * layer count that disagrees with config.json shows up here), except the buffers
  * transformers keeps in older files. */
-static int hf_check_rest(const HfSource* s, const HnParamTable* t, const HnModelConfig* mc, const char* src) {
+static int hf_check_rest(const HfSource* s, const HnParamTable* t, const HnModelConfig* mc,
+                         const char* src) {
     static const char* buffers[] = {".attn.bias", ".attn.masked_bias", ".rotary_emb.inv_freq"};
     char name[HN_NAME_MAX + 32];
     int transposed;
@@ -542,12 +582,14 @@ static int hf_check_rest(const HfSource* s, const HnParamTable* t, const HnModel
                 known = len > bl && strcmp(st->name + len - bl, buffers[b]) == 0;
             }
             for (int r = 0; r < t->n && !known; r++)
-                known = hf_name_of(s, mc->arch, t->rows[r].name, name, sizeof name, &transposed) == HN_OK &&
+                known = hf_name_of(s, mc->arch, t->rows[r].name, name, sizeof name, &transposed) ==
+                            HN_OK &&
                         strcmp(name, st->name) == 0;
             if (known) continue;
             if (strcmp(st->name, "lm_head.weight") != 0)
-                return hn_error("%s: tensor %s is not part of a %s model as config.json describes it", src, st->name,
-                                mc->arch == HN_ARCH_GPT2 ? "gpt2" : "llama");
+                return hn_error(
+                    "%s: tensor %s is not part of a %s model as config.json describes it", src,
+                    st->name, mc->arch == HN_ARCH_GPT2 ? "gpt2" : "llama");
             const float* wte = t->data + t->rows[hn_params_find(t, "tok_embed.weight")].offset;
             size_t n = (size_t)mc->V * mc->C;
             float* head = st->numel == n ? malloc(n * sizeof(float)) : NULL;
@@ -556,8 +598,11 @@ static int hf_check_rest(const HfSource* s, const HnParamTable* t, const HnModel
             free(head);
             hn_error_clear();
             if (!same)
-                fprintf(stderr, "note: %s: lm_head.weight differs from the token embedding and is ignored: the "
-                                "classifier is tied, as config.json says (transformers ignores it too)\n", src);
+                fprintf(
+                    stderr,
+                    "note: %s: lm_head.weight differs from the token embedding and is ignored: the "
+                    "classifier is tied, as config.json says (transformers ignores it too)\n",
+                    src);
         }
     return HN_OK;
 }
@@ -578,8 +623,11 @@ static int hf_tokenizer(const char* dir, int vocab, HnTokenizer** tok) {
             hn_path(merges, sizeof merges, "%s/merges.txt", dir) != HN_OK)
             return HN_ERR;
         if (access(path, F_OK) != 0 || access(merges, F_OK) != 0) {
-            fprintf(stderr, "note: %s has no tokenizer.json and no vocab.json + merges.txt: the checkpoint's "
-                            "tokenizer is \"none\" (token shards still evaluate)\n", dir);
+            fprintf(
+                stderr,
+                "note: %s has no tokenizer.json and no vocab.json + merges.txt: the checkpoint's "
+                "tokenizer is \"none\" (token shards still evaluate)\n",
+                dir);
             return HN_OK;
         }
         *tok = hn_tokenizer_gpt2(path, merges);
@@ -589,7 +637,8 @@ static int hf_tokenizer(const char* dir, int vocab, HnTokenizer** tok) {
         int n = hn_tokenizer_vocab_size(*tok);
         hn_tokenizer_free(*tok);
         *tok = NULL;
-        return hn_error("%s: the tokenizer has %d tokens, more than the model's vocab_size %d", dir, n, vocab);
+        return hn_error("%s: the tokenizer has %d tokens, more than the model's vocab_size %d", dir,
+                        n, vocab);
     }
     return HN_OK;
 }
@@ -606,8 +655,10 @@ int hn_import_hf(const char* src, const char* out, const HnImportOptions* opt) {
         if (hn_path(s.dir, sizeof s.dir, "%s", src) != HN_OK) return HN_ERR;
     } else {
         const char* slash = strrchr(src, '/');
-        if (!slash) snprintf(s.dir, sizeof s.dir, ".");
-        else if (hn_path(s.dir, sizeof s.dir, "%.*s", (int)(slash - src + (slash == src)), src) != HN_OK)
+        if (!slash)
+            snprintf(s.dir, sizeof s.dir, ".");
+        else if (hn_path(s.dir, sizeof s.dir, "%.*s", (int)(slash - src + (slash == src)), src) !=
+                 HN_OK)
             return HN_ERR;
     }
     HnConfig cfg;
@@ -634,7 +685,8 @@ int hn_import_hf(const char* src, const char* out, const HnImportOptions* opt) {
     free(tmp);
     hn_tokenizer_free(tok);
     hn_params_free(&t);
-    for (int i = 0; i < s.nfiles; i++) hn_safetensors_close(s.files[i]);
+    for (int i = 0; i < s.nfiles; i++)
+        hn_safetensors_close(s.files[i]);
     free(s.files);
     return rc;
 }

@@ -60,8 +60,8 @@ static void check_model(HnSafetensors* ref, const char* name, int has_tokenizer)
             if (fabs(want[(size_t)i * V + v]) > scale) scale = fabs(want[(size_t)i * V + v]);
         }
     CHECK(worst <= TOL, "%s: max |logit difference| %.3g", name, worst);
-    printf("%s: %d x %d logits (largest %.2f), max |hone - transformers| %.2e (tolerance %.0e)\n", name, T, V,
-           scale, worst, TOL);
+    printf("%s: %d x %d logits (largest %.2f), max |hone - transformers| %.2e (tolerance %.0e)\n",
+           name, T, V, scale, worst, TOL);
 
     CHECK((tok != NULL) == has_tokenizer, "%s: tokenizer %s", name, tok ? "present" : "missing");
     if (tok) {
@@ -70,8 +70,10 @@ static void check_model(HnSafetensors* ref, const char* name, int has_tokenizer)
         HnTokens enc = {0};
         if (hn_tokenizer_encode(tok, text, strlen(text), &enc) != HN_OK) die();
         int same = enc.n <= (size_t)T;
-        for (size_t i = 0; same && i < enc.n; i++) same = enc.ids[i] == ids[i];
-        CHECK(same, "%s: hone's tokenizer encodes the reference text differently (%zu ids)", name, enc.n);
+        for (size_t i = 0; same && i < enc.n; i++)
+            same = enc.ids[i] == ids[i];
+        CHECK(same, "%s: hone's tokenizer encodes the reference text differently (%zu ids)", name,
+              enc.n);
         hn_tokens_free(&enc);
     }
     free(ids), free(want), free(got);

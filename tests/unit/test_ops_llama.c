@@ -28,70 +28,8 @@
 #define FWD_TOL 1e-5
 #define FD_STEP 1e-4 /* finite-difference step; the forward is in double, so 1e-4 is safe */
 
-static HnRng rng;
+#include "gradcheck.h"
 
-/* ---- small helpers (as in test_ops.c) ---- */
-
-static float* alloc_f(size_t n) {
-    float* p = malloc((n ? n : 1) * sizeof *p);
-    if (!p) abort();
-    return p;
-}
-
-static double* alloc_d(size_t n) {
-    double* p = calloc(n ? n : 1, sizeof *p);
-    if (!p) abort();
-    return p;
-}
-
-static float* randn(size_t n, float scale, float shift) {
-    float* p = alloc_f(n);
-    for (size_t i = 0; i < n; i++)
-        p[i] = scale * hn_rng_normal(&rng) + shift;
-    return p;
-}
-
-static float* filled(size_t n, float value) {
-    float* p = alloc_f(n);
-    for (size_t i = 0; i < n; i++)
-        p[i] = value;
-    return p;
-}
-
-static float* copy_f(const float* x, size_t n) {
-    float* p = alloc_f(n);
-    memcpy(p, x, n * sizeof *p);
-    return p;
-}
-
-static double* to_double(const float* x, size_t n) {
-    double* p = alloc_d(n);
-    for (size_t i = 0; i < n; i++)
-        p[i] = x[i];
-    return p;
-}
-
-/* max |got - ref| / max |ref|; infinite if anything is NaN */
-static double rel_err(const float* got, const double* ref, size_t n) {
-    double err = 0.0, scale = 1e-30;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - ref[i]);
-        if (!(d <= err)) err = d; /* also catches NaN */
-        if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
-    }
-    return isnan(err) ? INFINITY : err / scale;
-}
-
-/* like rel_err, for a buffer the op accumulated into: the gradient is after - before */
-static double rel_err_added(const float* after, const float* before, const double* ref, size_t n) {
-    double err = 0.0, scale = 1e-30;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs(((double)after[i] - before[i]) - ref[i]);
-        if (!(d <= err)) err = d;
-        if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
-    }
-    return isnan(err) ? INFINITY : err / scale;
-}
 
 /* max |got - ref|; infinite if anything is NaN */
 static double abs_err(const float* got, const double* ref, size_t n) {
