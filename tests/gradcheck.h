@@ -1,12 +1,14 @@
 /*
  * Helpers shared by the op tests (test_ops.c, test_ops_llama.c): buffers of random or
- * constant values, and the error measures their gradient checks use. Each test program
- * includes this once; `rng` is its random stream.
+ * constant values, the error measures and the central finite difference their gradient
+ * checks use. Each test program defines FD_STEP and includes this once; `rng` is its
+ * random stream.
  */
 #ifndef HONE_GRADCHECK_H
 #define HONE_GRADCHECK_H
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +75,32 @@ static inline double rel_err_added(const float* after, const float* before, cons
         if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
     }
     return isnan(err) ? INFINITY : err / scale;
+}
+
+/* reports a failed comparison unless quiet (the broken runs expect failures) */
+static inline int within(const char* what, double err, double tol, int quiet) {
+    if (err <= tol) return 1;
+    if (!quiet) fprintf(stderr, "  %s: relative error %.3g > %.1g\n", what, err, tol);
+    return 0;
+}
+
+/* d loss / d x[i] by central differences, x being one input of the double forward */
+typedef double (*LossFn)(const void* ctx);
+
+static inline void numeric_grad(double* grad, double* x, size_t n, LossFn loss, const void* ctx) {
+    for (size_t i = 0; i < n; i++) {
+        const double saved = x[i];
+        x[i] = saved + FD_STEP;
+        const double up = loss(ctx);
+        x[i] = saved - FD_STEP;
+        const double down = loss(ctx);
+        x[i] = saved;
+        grad[i] = (up - down) / (2 * FD_STEP);
+    }
+}
+
+static inline int bits_equal(const float* a, const float* b, size_t n) {
+    return memcmp(a, b, n * sizeof *a) == 0;
 }
 
 #endif

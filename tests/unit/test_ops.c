@@ -29,32 +29,6 @@
 #include "gradcheck.h"
 
 
-/* reports a failed comparison unless quiet (the broken runs expect failures) */
-static int within(const char* what, double err, double tol, int quiet) {
-    if (err <= tol) return 1;
-    if (!quiet) fprintf(stderr, "  %s: relative error %.3g > %.1g\n", what, err, tol);
-    return 0;
-}
-
-/* d loss / d x[i] by central differences, x being one input of the double forward */
-typedef double (*LossFn)(const void* ctx);
-
-static void numeric_grad(double* grad, double* x, size_t n, LossFn loss, const void* ctx) {
-    for (size_t i = 0; i < n; i++) {
-        const double saved = x[i];
-        x[i] = saved + FD_STEP;
-        const double up = loss(ctx);
-        x[i] = saved - FD_STEP;
-        const double down = loss(ctx);
-        x[i] = saved;
-        grad[i] = (up - down) / (2 * FD_STEP);
-    }
-}
-
-static int bits_equal(const float* a, const float* b, size_t n) {
-    return memcmp(a, b, n * sizeof *a) == 0;
-}
-
 /* ---- encoder ---- */
 
 typedef struct {
