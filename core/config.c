@@ -87,7 +87,7 @@ static const Key KEYS[] = {
     KEY(train, steps, KEY_INT, "100", NULL, "optimizer steps"),
     KEY(train, seed, KEY_INT, "1337", NULL, "seed of the initialisation, shuffling and sampling"),
     KEY(train, device, KEY_STR, "auto", "auto|cpu|cuda",
-        "compute device; auto = the CPU until the CUDA backend trains"),
+        "compute device; auto = cuda when the CUDA backend is built and a GPU is visible"),
     KEY(train, threads, KEY_INT, "0", NULL, "CPU threads; 0 = all cores"),
     KEY(train, out, KEY_STR, "runs/default", NULL,
         "run folder: the resolved config and metrics.jsonl"),

@@ -1,8 +1,8 @@
 /*
  * Helpers shared by the op tests (test_ops.c, test_ops_llama.c): buffers of random or
  * constant values, the error measures and the central finite difference their gradient
- * checks use. Each test program defines FD_STEP and includes this once; `rng` is its
- * random stream.
+ * checks use. Each test program includes this once (defining FD_STEP first to change the
+ * step); `rng` is its random stream.
  */
 #ifndef HONE_GRADCHECK_H
 #define HONE_GRADCHECK_H
@@ -13,6 +13,10 @@
 #include <string.h>
 
 #include "core/rng.h"
+
+#ifndef FD_STEP
+#define FD_STEP 1e-4 /* central-difference step of numeric_grad (forwards in double) */
+#endif
 
 static HnRng rng;
 

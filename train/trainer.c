@@ -8,6 +8,11 @@
  * to the one with the lowest validation loss, both replaced by rename so they are never
  * half-written. A resume restores parameters, AdamW moments and step, and the data cursor,
  * so the rest of the run is bit-identical to an uninterrupted one.
+ *
+ * With train.device cuda (or auto where a GPU is visible and the CUDA backend is built) the
+ * steps and evaluations run on the device model (train/model_cuda.h), which starts from the
+ * host model's initialised or resumed state; the host model and optimizer get the
+ * parameters and moments back before every save, so checkpoints and sampling are unchanged.
  */
 #include "train/trainer.h"
 
@@ -32,6 +37,8 @@
 #include "kernels/ops.h"
 #ifdef HONE_HAVE_CUDA
 #include "kernels/cuda/cuda.h"
+#include "kernels/cuda/ops_cuda.h"
+#include "train/model_cuda.h"
 #endif
 #include "train/model.h"
 #include "train/optim.h"
@@ -73,25 +80,6 @@ static void fmt_duration(char* out, size_t n, double s) {
         snprintf(out, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
     else
         snprintf(out, n, "%.0fs", s);
-}
-
-/* mean loss over up to `batches` validation batches of B windows (fewer if the data has
- * fewer windows; each window is scored once) */
-static double evaluate(HnModel* m, HnLoader* val, int B, int T, int batches, int* tokens,
-                       int* targets, size_t* counted) {
-    hn_loader_reset(val);
-    size_t windows = hn_loader_windows(val), want = (size_t)batches * B;
-    if (want > windows) want = windows;
-    double sum = 0.0;
-    *counted = 0;
-    for (size_t done = 0; done < want;) {
-        int rows = 0;
-        for (; rows < B && done < want; rows++, done++)
-            if (hn_loader_next(val, tokens + rows * T, targets + rows * T) != HN_OK) return NAN;
-        sum += hn_model_forward(m, tokens, targets, rows, T, 0.0f);
-        *counted += (size_t)rows * T;
-    }
-    return *counted ? sum / (double)*counted : NAN;
 }
 
 /* sample continuation tokens after a prompt, streaming the text to stdout */
@@ -157,7 +145,79 @@ typedef struct {
     int64_t ntokens; /* training tokens consumed */
     double best_val; /* NAN until a validation */
     char* config_text;
+    int on_gpu; /* steps and evaluations run on the device model; the host model gets its
+                 * parameters and moments back before every save and at the end */
+#ifdef HONE_HAVE_CUDA
+    HnCudaModel gpu;
+#endif
 } Run;
+
+/* one forward on the device model or the host model (hn_model_forward's contract) */
+static int model_forward(Run* r, const int* tokens, const int* targets, int B, int T,
+                         float grad_scale, double* loss_sum) {
+#ifdef HONE_HAVE_CUDA
+    if (r->on_gpu)
+        return hn_cuda_model_forward(&r->gpu, tokens, targets, B, T, grad_scale, loss_sum);
+#endif
+    *loss_sum = hn_model_forward(&r->model, tokens, targets, B, T, grad_scale);
+    return HN_OK;
+}
+
+static int model_backward(Run* r) {
+#ifdef HONE_HAVE_CUDA
+    if (r->on_gpu) return hn_cuda_model_backward(&r->gpu);
+#endif
+    hn_model_backward(&r->model);
+    return HN_OK;
+}
+
+/* the gradient norm, then clipping and AdamW (optim.c's step, on the device or the host) */
+static int model_grad_norm(Run* r, double* norm) {
+#ifdef HONE_HAVE_CUDA
+    if (r->on_gpu) return hn_cuda_model_grad_norm(&r->gpu, norm);
+#endif
+    *norm = hn_optim_grad_norm(&r->model.params, r->model.grads);
+    return HN_OK;
+}
+
+static int model_optim_step(Run* r, double norm, float* lr) {
+#ifdef HONE_HAVE_CUDA
+    if (r->on_gpu) return hn_cuda_model_step(&r->gpu, &r->opt, norm, lr);
+#endif
+    *lr = hn_optim_step(&r->opt, &r->model.params, r->model.grads, norm);
+    return HN_OK;
+}
+
+/* bring the device's parameters and AdamW moments into the host model and optimizer, which
+ * checkpoints and sampling read (a no-op on the CPU) */
+static int sync_host(Run* r) {
+#ifdef HONE_HAVE_CUDA
+    if (r->on_gpu) return hn_cuda_model_store(&r->gpu, r->model.params.data, r->opt.m, r->opt.v);
+#endif
+    (void)r;
+    return HN_OK;
+}
+
+/* mean loss over up to `batches` validation batches of B windows (fewer if the data has
+ * fewer windows; each window is scored once); NAN on an error */
+static double evaluate(Run* r, HnLoader* val, int B, int T, int batches, int* tokens,
+                       int* targets, size_t* counted) {
+    hn_loader_reset(val);
+    size_t windows = hn_loader_windows(val), want = (size_t)batches * B;
+    if (want > windows) want = windows;
+    double sum = 0.0;
+    *counted = 0;
+    for (size_t done = 0; done < want;) {
+        int rows = 0;
+        for (; rows < B && done < want; rows++, done++)
+            if (hn_loader_next(val, tokens + rows * T, targets + rows * T) != HN_OK) return NAN;
+        double loss_sum;
+        if (model_forward(r, tokens, targets, rows, T, 0.0f, &loss_sum) != HN_OK) return NAN;
+        sum += loss_sum;
+        *counted += (size_t)rows * T;
+    }
+    return *counted ? sum / (double)*counted : NAN;
+}
 
 /* the keys a resumed run may change: how long, how it reports, evaluates and saves */
 static const char* const RESUMABLE_KEYS[] = {
@@ -359,6 +419,9 @@ static void run_free(Run* r) {
     hn_optim_free(&r->opt);
     hn_model_free(&r->model);
     hn_tokenizer_free(r->tok);
+#ifdef HONE_HAVE_CUDA
+    if (r->on_gpu) hn_cuda_model_free(&r->gpu);
+#endif
 }
 
 /* data, vocabulary, tokenizer, model, optimizer, run folder */
@@ -451,17 +514,20 @@ static int train_step(Run* r, double* loss_out, double* norm_out, float* lr_out)
     double loss_sum = 0.0;
     float scale = counted ? 1.0f / (float)counted : 0.0f;
     for (int k = 0; k < accum; k++) {
-        loss_sum += hn_model_forward(&r->model, r->tokens + k * per_micro,
-                                     r->targets + k * per_micro, B, T, scale);
-        hn_model_backward(&r->model);
+        double micro_sum;
+        if (model_forward(r, r->tokens + k * per_micro, r->targets + k * per_micro, B, T, scale,
+                          &micro_sum) != HN_OK ||
+            model_backward(r) != HN_OK)
+            return HN_ERR;
+        loss_sum += micro_sum;
     }
-    double loss = counted ? loss_sum / (double)counted : 0.0;
-    double norm = hn_optim_grad_norm(&r->model.params, r->model.grads);
+    double loss = counted ? loss_sum / (double)counted : 0.0, norm;
+    if (model_grad_norm(r, &norm) != HN_OK) return HN_ERR;
     if (!isfinite(loss) || !isfinite(norm))
         return hn_error("training diverged at step %d (loss %g, gradient norm %g) — lower "
                         "optim.lr or set optim.clip",
                         r->step + 1, loss, norm);
-    *lr_out = hn_optim_step(&r->opt, &r->model.params, r->model.grads, norm);
+    if (model_optim_step(r, norm, lr_out) != HN_OK) return HN_ERR;
     *loss_out = loss;
     *norm_out = norm;
     r->step++;
@@ -473,18 +539,21 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
     memset(result, 0, sizeof *result);
     result->val_loss = NAN;
     if (hn_config_validate(user_cfg) != HN_OK) return HN_ERR;
+    int use_gpu = 0;
     if (strcmp(user_cfg->train.device, "cuda") == 0) {
 #ifdef HONE_HAVE_CUDA
         if (hn_cuda_device_count() == 0)
             return hn_error(
                 "train.device is cuda, but no CUDA device is visible — use train.device: cpu");
-        return hn_error("train.device is cuda, but hone's CUDA backend cannot train yet — use "
-                        "train.device: cpu");
+        use_gpu = 1;
 #else
         return hn_error("train.device is cuda, but this hone was built without CUDA (HONE_CUDA=OFF "
                         "or no nvcc)");
 #endif
     }
+#ifdef HONE_HAVE_CUDA
+    if (strcmp(user_cfg->train.device, "auto") == 0) use_gpu = hn_cuda_device_count() > 0;
+#endif
     if (opts->stop_at < 0) return hn_error("--stop-at must be a positive step");
     int threads = user_cfg->train.threads > 0 ? user_cfg->train.threads : omp_get_num_procs();
     omp_set_num_threads(threads);
@@ -496,6 +565,18 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
     char buf[PATH_MAX];
     const char* from = rc == HN_OK ? resume_path(&r->cfg, opts->resume, buf, sizeof buf) : NULL;
     if (rc == HN_OK && from) rc = resume(r, from);
+#ifdef HONE_HAVE_CUDA
+    /* the device model starts from the host's initialised or resumed state */
+    if (rc == HN_OK && use_gpu) {
+        rc = hn_cuda_init(0);
+        if (rc == HN_OK)
+            rc = hn_cuda_model_create(&r->gpu, &r->model, r->cfg.data.batch, r->cfg.data.seq);
+        r->on_gpu = 1; /* from here run_free releases the device model, even half-made */
+        if (rc == HN_OK) rc = hn_cuda_model_load(&r->gpu, r->model.params.data, r->opt.m, r->opt.v);
+    }
+#else
+    (void)use_gpu;
+#endif
     if (rc == HN_OK) rc = open_run_files(r, from != NULL);
     const HnConfig* cfg = &r->cfg;
     if (rc == HN_OK) {
@@ -507,6 +588,7 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
             "model: gpt2 L=%d C=%d NH=%d V=%d (%.2fM parameters), B=%d T=%d accum=%d, %d threads\n",
             cfg->model.layers, cfg->model.channels, cfg->model.heads, cfg->model.vocab,
             nparams / 1e6, cfg->data.batch, cfg->data.seq, cfg->optim.accum, threads);
+        if (r->on_gpu) fprintf(stderr, "device: cuda 0 (fp32)\n");
     }
 
     int tty = isatty(fileno(stderr));
@@ -546,7 +628,7 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
         if (r->have_val &&
             (last || (cfg->train.eval_every > 0 && step % cfg->train.eval_every == 0))) {
             size_t n;
-            double vl = evaluate(&r->model, &r->val, cfg->data.batch, cfg->data.seq,
+            double vl = evaluate(r, &r->val, cfg->data.batch, cfg->data.seq,
                                  cfg->train.eval_batches, r->tokens, r->targets, &n);
             if (isnan(vl)) {
                 rc = HN_ERR;
@@ -563,9 +645,11 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
         }
         int save =
             last || stopped || (cfg->train.save_every > 0 && step % cfg->train.save_every == 0);
-        if (save && (rc = save_checkpoint(r, improved)) != HN_OK) break;
+        if (save && ((rc = sync_host(r)) != HN_OK || (rc = save_checkpoint(r, improved)) != HN_OK))
+            break;
         if (stopped) break;
     }
+    /* the host model is current here: the last step and a stop both saved, after sync_host */
     if (rc == HN_OK && stopped) {
         printf("stopped at step %d of %d: %s/ckpt/step_%06d.h5 (continue with --resume auto)\n",
                r->step, steps, cfg->train.out, r->step);

@@ -167,10 +167,6 @@ static double rel_l2_added(const float* got, const float* ref, const float* befo
     return r2 > 0.0 ? sqrt(d2 / r2) : sqrt(d2);
 }
 
-static int bits_equal(const float* a, const float* b, size_t n) {
-    return memcmp(a, b, n * sizeof *a) == 0;
-}
-
 static int bits_equal_strided(const float* a, const float* b, size_t rows, size_t width,
                               size_t stride) {
     for (size_t r = 0; r < rows; r++)
