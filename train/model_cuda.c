@@ -73,7 +73,8 @@ int hn_cuda_model_create(HnCudaModel* g, const HnModel* host, int maxB, int maxT
     if (!(g->tokens = hn_cuda_alloc(N * sizeof(int))) ||
         !(g->targets = hn_cuda_alloc(N * sizeof(int))))
         return HN_ERR;
-    if (!(g->acts = calloc((size_t)c->L, sizeof(HnCudaLayerActs)))) return hn_error("out of memory");
+    if (!(g->acts = calloc((size_t)c->L, sizeof(HnCudaLayerActs))))
+        return hn_error("out of memory");
 
     /* model.c's activation layout, with lse (N * NH) in place of att (maxB * NH * maxT^2) */
     int llama = c->arch == HN_ARCH_LLAMA;
@@ -82,7 +83,7 @@ int hn_cuda_model_create(HnCudaModel* g, const HnModel* host, int maxB, int maxT
     size_t attn_in = llama ? Q + 2 * KV : 3 * C;
     size_t per_layer = N * C * 5 + N * 4 + N * attn_in + LSE + N * F * (llama ? 3 : 2);
     size_t total = N * C + per_layer * c->L + N * C + 2 * N + N * (size_t)c->Vp + N /* forward */
-                   + N * C * 4 + N * attn_in + N * F * 2;                          /* backward */
+                   + N * C * 4 + N * attn_in + N * F * 2;                           /* backward */
     if (!(g->act_mem = hn_cuda_alloc(total * sizeof(float)))) return HN_ERR;
     float* p = g->act_mem;
 #define TAKE(ptr, n) (ptr = p, p += (n))
@@ -157,7 +158,9 @@ int hn_cuda_model_store(const HnCudaModel* g, float* params, float* m, float* v)
     return HN_OK;
 }
 
-int hn_cuda_model_zero_grad(HnCudaModel* g) { return hn_cuda_zero(g->grads, g->table->numel); }
+int hn_cuda_model_zero_grad(HnCudaModel* g) {
+    return hn_cuda_zero(g->grads, g->table->numel);
+}
 
 /* ---- one block, forward ---- */
 
@@ -166,12 +169,15 @@ static int gpt2_block_forward(HnCudaModel* g, int l, const float* residual, int 
     const HnLayerTensors* lw = &g->w.layers[l];
     HnCudaLayerActs* a = &g->acts[l];
     int C = c->C, N = B * T, HS = C / c->NH;
-    TRY(hn_cuda_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, residual, lw->ln1w, lw->ln1b, N, C, c->eps));
+    TRY(hn_cuda_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, residual, lw->ln1w, lw->ln1b, N,
+                                  C, c->eps));
     TRY(hn_cuda_matmul_forward(a->qkv, a->ln1, lw->qkvw, lw->qkvb, N, C, 3 * C));
-    TRY(hn_cuda_attention_forward(a->atty, a->lse, a->qkv, a->qkv + C, a->qkv + 2 * C, 3 * C, 3 * C, B, T, c->NH, c->NH, HS));
+    TRY(hn_cuda_attention_forward(a->atty, a->lse, a->qkv, a->qkv + C, a->qkv + 2 * C, 3 * C, 3 * C,
+                                  B, T, c->NH, c->NH, HS));
     TRY(hn_cuda_matmul_forward(a->res2, a->atty, lw->attow, lw->attob, N, C, C));
     TRY(hn_cuda_residual_forward(a->res2, a->res2, residual, (size_t)N * C));
-    TRY(hn_cuda_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lw->ln2w, lw->ln2b, N, C, c->eps));
+    TRY(hn_cuda_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lw->ln2w, lw->ln2b, N,
+                                  C, c->eps));
     TRY(hn_cuda_matmul_forward(a->fch, a->ln2, lw->fcw, lw->fcb, N, C, c->F));
     TRY(hn_cuda_gelu_forward(a->fch_gelu, a->fch, (size_t)N * c->F));
     TRY(hn_cuda_matmul_forward(a->res3, a->fch_gelu, lw->fcprojw, lw->fcprojb, N, c->F, C));
@@ -190,7 +196,8 @@ static int llama_block_forward(HnCudaModel* g, int l, const float* residual, int
     TRY(hn_cuda_matmul_forward(a->v, a->ln1, lw->vw, NULL, N, C, KV));
     TRY(hn_cuda_rope_forward(a->q, B, T, c->NH, HS, Q, 0, c->rope_theta));
     TRY(hn_cuda_rope_forward(a->k, B, T, c->NKV, HS, KV, 0, c->rope_theta));
-    TRY(hn_cuda_attention_forward(a->atty, a->lse, a->q, a->k, a->v, Q, KV, B, T, c->NH, c->NKV, HS));
+    TRY(hn_cuda_attention_forward(a->atty, a->lse, a->q, a->k, a->v, Q, KV, B, T, c->NH, c->NKV,
+                                  HS));
     TRY(hn_cuda_matmul_forward(a->res2, a->atty, lw->attow, NULL, N, Q, C));
     TRY(hn_cuda_residual_forward(a->res2, a->res2, residual, (size_t)N * C));
     TRY(hn_cuda_rmsnorm_forward(a->ln2, a->ln2_rstd, a->res2, lw->ln2w, N, C, c->eps));
@@ -219,15 +226,21 @@ int hn_cuda_model_forward(HnCudaModel* g, const int* tokens, const int* targets,
     TRY(hn_cuda_encoder_forward(g->encoded, g->tokens, w->wte, w->wpe, B, T, C));
     const float* residual = g->encoded;
     for (int l = 0; l < c->L; l++) {
-        if (llama) TRY(llama_block_forward(g, l, residual, B, T));
-        else TRY(gpt2_block_forward(g, l, residual, B, T));
+        if (llama)
+            TRY(llama_block_forward(g, l, residual, B, T));
+        else
+            TRY(gpt2_block_forward(g, l, residual, B, T));
         residual = g->acts[l].res3;
     }
-    if (llama) TRY(hn_cuda_rmsnorm_forward(g->lnf, g->lnf_rstd, residual, w->lnfw, N, C, c->eps));
-    else TRY(hn_cuda_layernorm_forward(g->lnf, g->lnf_mean, g->lnf_rstd, residual, w->lnfw, w->lnfb, N, C, c->eps));
+    if (llama)
+        TRY(hn_cuda_rmsnorm_forward(g->lnf, g->lnf_rstd, residual, w->lnfw, N, C, c->eps));
+    else
+        TRY(hn_cuda_layernorm_forward(g->lnf, g->lnf_mean, g->lnf_rstd, residual, w->lnfw, w->lnfb,
+                                      N, C, c->eps));
     TRY(hn_cuda_matmul_forward(g->logits, g->lnf, w->lm_head, NULL, N, C, c->Vp));
     if (!targets) return HN_OK;
-    return hn_cuda_crossentropy_forward(g->logits, g->losses, g->targets, N, c->V, c->Vp, grad_scale, loss_sum);
+    return hn_cuda_crossentropy_forward(g->logits, g->losses, g->targets, N, c->V, c->Vp,
+                                        grad_scale, loss_sum);
 }
 
 /* ---- one block, backward: g->dres holds d(res3) on entry and d(residual) on exit ---- */
@@ -239,14 +252,20 @@ static int gpt2_block_backward(HnCudaModel* g, int l, const float* residual, int
     HnCudaLayerActs* a = &g->acts[l];
     int C = c->C, N = B * T, F = c->F, HS = C / c->NH;
     float *dq = g->dqkv, *dk = dq + C, *dv = dq + 2 * C;
-    TRY(hn_cuda_matmul_backward(g->dbig, lg->fcprojw, lg->fcprojb, g->dres, a->fch_gelu, lw->fcprojw, N, F, C));
+    TRY(hn_cuda_matmul_backward(g->dbig, lg->fcprojw, lg->fcprojb, g->dres, a->fch_gelu,
+                                lw->fcprojw, N, F, C));
     TRY(hn_cuda_gelu_backward(g->dbig, a->fch, g->dbig, (size_t)N * F));
     TRY(hn_cuda_matmul_backward(g->dln, lg->fcw, lg->fcb, g->dbig, a->ln2, lw->fcw, N, C, F));
-    TRY(hn_cuda_layernorm_backward(g->dres, lg->ln2w, lg->ln2b, g->dln, a->res2, lw->ln2w, a->ln2_mean, a->ln2_rstd, N, C));
-    TRY(hn_cuda_matmul_backward(g->datty, lg->attow, lg->attob, g->dres, a->atty, lw->attow, N, C, C));
-    TRY(hn_cuda_attention_backward(dq, dk, dv, g->datty, a->atty, a->lse, a->qkv, a->qkv + C, a->qkv + 2 * C, 3 * C, 3 * C, B, T, c->NH, c->NH, HS));
-    TRY(hn_cuda_matmul_backward(g->dln, lg->qkvw, lg->qkvb, g->dqkv, a->ln1, lw->qkvw, N, C, 3 * C));
-    TRY(hn_cuda_layernorm_backward(g->dres, lg->ln1w, lg->ln1b, g->dln, residual, lw->ln1w, a->ln1_mean, a->ln1_rstd, N, C));
+    TRY(hn_cuda_layernorm_backward(g->dres, lg->ln2w, lg->ln2b, g->dln, a->res2, lw->ln2w,
+                                   a->ln2_mean, a->ln2_rstd, N, C));
+    TRY(hn_cuda_matmul_backward(g->datty, lg->attow, lg->attob, g->dres, a->atty, lw->attow, N, C,
+                                C));
+    TRY(hn_cuda_attention_backward(dq, dk, dv, g->datty, a->atty, a->lse, a->qkv, a->qkv + C,
+                                   a->qkv + 2 * C, 3 * C, 3 * C, B, T, c->NH, c->NH, HS));
+    TRY(hn_cuda_matmul_backward(g->dln, lg->qkvw, lg->qkvb, g->dqkv, a->ln1, lw->qkvw, N, C,
+                                3 * C));
+    TRY(hn_cuda_layernorm_backward(g->dres, lg->ln1w, lg->ln1b, g->dln, residual, lw->ln1w,
+                                   a->ln1_mean, a->ln1_rstd, N, C));
     return HN_OK;
 }
 
@@ -259,15 +278,18 @@ static int llama_block_backward(HnCudaModel* g, int l, const float* residual, in
     size_t NC = (size_t)N * C;
     float *dq = g->dqkv, *dk = dq + (size_t)N * Q, *dv = dk + (size_t)N * KV;
     /* MLP: down, then SwiGLU, then gate and up, whose input gradients add */
-    TRY(hn_cuda_matmul_backward(g->dbig, lg->fcprojw, NULL, g->dres, a->fch_gelu, lw->fcprojw, N, F, C));
-    TRY(hn_cuda_swiglu_backward(g->dbig2, g->dbig, g->dbig, a->fch, a->up, (size_t)N * F)); /* dgate, dup */
+    TRY(hn_cuda_matmul_backward(g->dbig, lg->fcprojw, NULL, g->dres, a->fch_gelu, lw->fcprojw, N, F,
+                                C));
+    TRY(hn_cuda_swiglu_backward(g->dbig2, g->dbig, g->dbig, a->fch, a->up,
+                                (size_t)N * F)); /* dgate, dup */
     TRY(hn_cuda_matmul_backward(g->dln, lg->gatew, NULL, g->dbig2, a->ln2, lw->gatew, N, C, F));
     TRY(hn_cuda_matmul_backward(g->dtmp, lg->fcw, NULL, g->dbig, a->ln2, lw->fcw, N, C, F));
     TRY(hn_cuda_residual_forward(g->dln, g->dln, g->dtmp, NC));
     TRY(hn_cuda_rmsnorm_backward(g->dres, lg->ln2w, g->dln, a->res2, lw->ln2w, a->ln2_rstd, N, C));
     /* attention: o, then attention, then RoPE undone, then q, k, v, whose input gradients add */
     TRY(hn_cuda_matmul_backward(g->datty, lg->attow, NULL, g->dres, a->atty, lw->attow, N, Q, C));
-    TRY(hn_cuda_attention_backward(dq, dk, dv, g->datty, a->atty, a->lse, a->q, a->k, a->v, Q, KV, B, T, c->NH, c->NKV, HS));
+    TRY(hn_cuda_attention_backward(dq, dk, dv, g->datty, a->atty, a->lse, a->q, a->k, a->v, Q, KV,
+                                   B, T, c->NH, c->NKV, HS));
     TRY(hn_cuda_rope_backward(dq, B, T, c->NH, HS, Q, 0, c->rope_theta));
     TRY(hn_cuda_rope_backward(dk, B, T, c->NKV, HS, KV, 0, c->rope_theta));
     TRY(hn_cuda_matmul_backward(g->dln, lg->qw, NULL, dq, a->ln1, lw->qw, N, C, Q));
@@ -287,15 +309,21 @@ int hn_cuda_model_backward(HnCudaModel* g) {
     const float* last = c->L ? g->acts[c->L - 1].res3 : g->encoded;
 
     /* classifier (the token embedding when tied), then the final norm into the stream */
-    TRY(hn_cuda_matmul_backward(g->dln, gr->lm_head, NULL, g->logits, g->lnf, w->lm_head, N, C, c->Vp));
+    TRY(hn_cuda_matmul_backward(g->dln, gr->lm_head, NULL, g->logits, g->lnf, w->lm_head, N, C,
+                                c->Vp));
     TRY(hn_cuda_zero(g->dres, (size_t)N * C));
-    if (llama) TRY(hn_cuda_rmsnorm_backward(g->dres, gr->lnfw, g->dln, last, w->lnfw, g->lnf_rstd, N, C));
-    else TRY(hn_cuda_layernorm_backward(g->dres, gr->lnfw, gr->lnfb, g->dln, last, w->lnfw, g->lnf_mean, g->lnf_rstd, N, C));
+    if (llama)
+        TRY(hn_cuda_rmsnorm_backward(g->dres, gr->lnfw, g->dln, last, w->lnfw, g->lnf_rstd, N, C));
+    else
+        TRY(hn_cuda_layernorm_backward(g->dres, gr->lnfw, gr->lnfb, g->dln, last, w->lnfw,
+                                       g->lnf_mean, g->lnf_rstd, N, C));
 
     for (int l = c->L - 1; l >= 0; l--) {
         const float* residual = l ? g->acts[l - 1].res3 : g->encoded;
-        if (llama) TRY(llama_block_backward(g, l, residual, B, T));
-        else TRY(gpt2_block_backward(g, l, residual, B, T));
+        if (llama)
+            TRY(llama_block_backward(g, l, residual, B, T));
+        else
+            TRY(gpt2_block_backward(g, l, residual, B, T));
     }
     return hn_cuda_encoder_backward(gr->wte, gr->wpe, g->dres, g->tokens, B, T, C);
 }
@@ -330,9 +358,9 @@ int hn_cuda_model_step(HnCudaModel* g, HnOptimizer* o, double grad_norm, float* 
         const HnParamRow* r = &t->rows[i];
         if (!r->trainable) continue;
         size_t off = r->offset;
-        TRY(hn_cuda_adamw_update(g->params + off, g->grads + off, g->m + off, g->v + off, r->numel, lr,
-                                 c->beta1, c->beta2, c->eps, r->decay ? c->weight_decay : 0.0f, scale,
-                                 o->t, 1));
+        TRY(hn_cuda_adamw_update(g->params + off, g->grads + off, g->m + off, g->v + off, r->numel,
+                                 lr, c->beta1, c->beta2, c->eps, r->decay ? c->weight_decay : 0.0f,
+                                 scale, o->t, 1));
     }
     *lr_out = lr;
     return HN_OK;

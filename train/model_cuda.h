@@ -43,33 +43,33 @@ typedef struct {
 } HnCudaLayerActs;
 
 typedef struct {
-    HnModelConfig cfg;          /* normalised, copied from the CPU model */
-    const HnParamTable* table;  /* the CPU model's table: rows, offsets, flags (borrowed) */
-    float* params;              /* device, laid out like table */
-    float* grads;               /* device, mirror of params */
-    float* m;                   /* device, AdamW first moments */
-    float* v;                   /* device, AdamW second moments */
-    HnTensors w;                /* into params */
-    HnTensors g;                /* into grads */
+    HnModelConfig cfg;         /* normalised, copied from the CPU model */
+    const HnParamTable* table; /* the CPU model's table: rows, offsets, flags (borrowed) */
+    float* params;             /* device, laid out like table */
+    float* grads;              /* device, mirror of params */
+    float* m;                  /* device, AdamW first moments */
+    float* v;                  /* device, AdamW second moments */
+    HnTensors w;               /* into params */
+    HnTensors g;               /* into grads */
 
     int maxB, maxT;
     int* tokens;  /* device (maxB, maxT) */
     int* targets; /* device (maxB, maxT) */
     float* act_mem;
-    float* encoded; /* (B, T, C) */
+    float* encoded;        /* (B, T, C) */
     HnCudaLayerActs* acts; /* host array of L, pointing into act_mem */
-    float* lnf;      /* (B, T, C) */
-    float* lnf_mean; /* (B, T) */
-    float* lnf_rstd; /* (B, T) */
-    float* logits;   /* (B, T, Vp); after a forward with grad_scale != 0: their gradient */
-    float* losses;   /* (B, T) */
-    float* dres;  /* (B, T, C) */
-    float* dln;   /* (B, T, C) */
-    float* dtmp;  /* (B, T, C) */
-    float* datty; /* (B, T, C) */
-    float* dqkv;  /* (B, T, 3C) gpt2; llama: dq, dk, dv back to back */
-    float* dbig;  /* (B, T, F) */
-    float* dbig2; /* (B, T, F) llama */
+    float* lnf;            /* (B, T, C) */
+    float* lnf_mean;       /* (B, T) */
+    float* lnf_rstd;       /* (B, T) */
+    float* logits;         /* (B, T, Vp); after a forward with grad_scale != 0: their gradient */
+    float* losses;         /* (B, T) */
+    float* dres;           /* (B, T, C) */
+    float* dln;            /* (B, T, C) */
+    float* dtmp;           /* (B, T, C) */
+    float* datty;          /* (B, T, C) */
+    float* dqkv;           /* (B, T, 3C) gpt2; llama: dq, dk, dv back to back */
+    float* dbig;           /* (B, T, F) */
+    float* dbig2;          /* (B, T, F) llama */
 
     int B, T; /* of the last forward */
 } HnCudaModel;

@@ -200,8 +200,8 @@ static int sync_host(Run* r) {
 
 /* mean loss over up to `batches` validation batches of B windows (fewer if the data has
  * fewer windows; each window is scored once); NAN on an error */
-static double evaluate(Run* r, HnLoader* val, int B, int T, int batches, int* tokens,
-                       int* targets, size_t* counted) {
+static double evaluate(Run* r, HnLoader* val, int B, int T, int batches, int* tokens, int* targets,
+                       size_t* counted) {
     hn_loader_reset(val);
     size_t windows = hn_loader_windows(val), want = (size_t)batches * B;
     if (want > windows) want = windows;
