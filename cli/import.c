@@ -11,7 +11,8 @@ static const char* HELP =
     "\n"
     "Turn a model from outside into a hone checkpoint with its config and tokenizer, which\n"
     "`hone eval`, `hone generate`, `hone inspect` and fine-tuning runs then read. SRC is:\n"
-    "  - a GGUF file (.gguf; llama architecture; F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K and\n"
+    "  - a GGUF file (.gguf; llama or gpt2 architecture; F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K "
+    "and\n"
     "    Q6_K tensors are dequantized), or\n"
     "  - a Hugging Face model folder (config.json with model_type gpt2 or llama, and\n"
     "    model.safetensors or sharded model-*.safetensors with model.safetensors.index.json;\n"
@@ -31,7 +32,8 @@ int hn_cmd_import(int argc, char** argv) {
             fputs(HELP, stdout);
             return 0;
         }
-        int value = !strcmp(a, "-o") || !strcmp(a, "--out") || !strcmp(a, "--dtype") || !strcmp(a, "--deflate");
+        int value = !strcmp(a, "-o") || !strcmp(a, "--out") || !strcmp(a, "--dtype") ||
+                    !strcmp(a, "--deflate");
         if (value && i + 1 >= argc) {
             fprintf(stderr, "hone: %s needs a value (see `hone import --help`)\n", a);
             return 2;
@@ -41,14 +43,16 @@ int hn_cmd_import(int argc, char** argv) {
         } else if (!strcmp(a, "--dtype")) {
             const char* d = argv[++i];
             if (strcmp(d, "f32") != 0 && strcmp(d, "bf16") != 0) {
-                fprintf(stderr, "hone: --dtype is f32 or bf16, not '%s' (see `hone import --help`)\n", d);
+                fprintf(stderr,
+                        "hone: --dtype is f32 or bf16, not '%s' (see `hone import --help`)\n", d);
                 return 2;
             }
             opt.bf16 = strcmp(d, "bf16") == 0;
         } else if (!strcmp(a, "--deflate")) {
             const char* d = argv[++i];
             if (strlen(d) != 1 || d[0] < '0' || d[0] > '9') {
-                fprintf(stderr, "hone: --deflate is 0..9, not '%s' (see `hone import --help`)\n", d);
+                fprintf(stderr, "hone: --deflate is 0..9, not '%s' (see `hone import --help`)\n",
+                        d);
                 return 2;
             }
             opt.deflate = d[0] - '0';

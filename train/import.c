@@ -31,7 +31,8 @@
 #include "data/tokenizer.h"
 #include "train/model.h"
 
-/* the GGUF tensor that holds hone's row `name` of a llama model */
+/* the GGUF tensor that holds hone's row `name` (llama.cpp's names for llama and gpt2; a row
+ * one architecture lacks is never asked for) */
 static int gguf_name_of(const char* name, char* out, size_t n) {
     static const struct {
         const char *hone, *gguf;
@@ -40,10 +41,17 @@ static int gguf_name_of(const char* name, char* out, size_t n) {
         {"attn.k.weight", "attn_k.weight"},       {"attn.v.weight", "attn_v.weight"},
         {"attn.o.weight", "attn_output.weight"},  {"mlp_norm.weight", "ffn_norm.weight"},
         {"mlp.gate.weight", "ffn_gate.weight"},   {"mlp.up.weight", "ffn_up.weight"},
-        {"mlp.down.weight", "ffn_down.weight"},
+        {"mlp.down.weight", "ffn_down.weight"},   {"attn_norm.bias", "attn_norm.bias"},
+        {"attn.qkv.weight", "attn_qkv.weight"},   {"attn.qkv.bias", "attn_qkv.bias"},
+        {"attn.o.bias", "attn_output.bias"},      {"mlp_norm.bias", "ffn_norm.bias"},
+        {"mlp.up.bias", "ffn_up.bias"},           {"mlp.down.bias", "ffn_down.bias"},
     };
     if (strcmp(name, "tok_embed.weight") == 0) return snprintf(out, n, "token_embd.weight"), HN_OK;
-    if (strcmp(name, "final_norm.weight") == 0) return snprintf(out, n, "output_norm.weight"), HN_OK;
+    if (strcmp(name, "pos_embed.weight") == 0)
+        return snprintf(out, n, "position_embd.weight"), HN_OK;
+    if (strcmp(name, "final_norm.weight") == 0)
+        return snprintf(out, n, "output_norm.weight"), HN_OK;
+    if (strcmp(name, "final_norm.bias") == 0) return snprintf(out, n, "output_norm.bias"), HN_OK;
     if (strcmp(name, "lm_head.weight") == 0) return snprintf(out, n, "output.weight"), HN_OK;
     int layer, used = 0;
     if (sscanf(name, "layers.%d.%n", &layer, &used) == 1 && used > 0)
@@ -76,7 +84,8 @@ static int get_int(const HnGguf* g, const char* arch, const char* key, int lo, i
     int64_t v;
     if (hn_gguf_get_int(g, full, &v) != HN_OK) return HN_ERR;
     if (v < lo || v > hi)
-        return hn_error("%s: %s = %lld is outside %d..%d", hn_gguf_path(g), full, (long long)v, lo, hi);
+        return hn_error("%s: %s = %lld is outside %d..%d", hn_gguf_path(g), full, (long long)v, lo,
+                        hi);
     *out = (int)v;
     return HN_OK;
 }
@@ -86,10 +95,12 @@ static int config_from_gguf(const HnGguf* g, HnConfig* cfg) {
     size_t len;
     const char* arch = hn_gguf_get_str(g, "general.architecture", &len);
     if (!arch) return HN_ERR;
-    if (strcmp(arch, "llama") != 0)
-        return hn_error("%s: architecture '%s' cannot be imported yet (llama can)", hn_gguf_path(g), arch);
+    int gpt2 = strcmp(arch, "gpt2") == 0;
+    if (!gpt2 && strcmp(arch, "llama") != 0)
+        return hn_error("%s: architecture '%s' cannot be imported (llama and gpt2 can)",
+                        hn_gguf_path(g), arch);
     hn_config_defaults(cfg);
-    snprintf(cfg->model.arch, sizeof cfg->model.arch, "llama");
+    snprintf(cfg->model.arch, sizeof cfg->model.arch, "%s", gpt2 ? "gpt2" : "llama");
     int rope_dims = 0;
     if (get_int(g, arch, "block_count", 1, 1024, &cfg->model.layers) != HN_OK ||
         get_int(g, arch, "embedding_length", 1, 1 << 16, &cfg->model.channels) != HN_OK ||
@@ -100,14 +111,17 @@ static int config_from_gguf(const HnGguf* g, HnConfig* cfg) {
     char key[128];
     snprintf(key, sizeof key, "%s.attention.head_count_kv", arch);
     cfg->model.kv_heads = cfg->model.heads;
-    if (hn_gguf_has(g, key) && get_int(g, arch, "attention.head_count_kv", 1, 1024, &cfg->model.kv_heads) != HN_OK)
+    if (hn_gguf_has(g, key) &&
+        get_int(g, arch, "attention.head_count_kv", 1, 1024, &cfg->model.kv_heads) != HN_OK)
         return HN_ERR;
     snprintf(key, sizeof key, "%s.rope.dimension_count", arch);
     int HS = cfg->model.channels / cfg->model.heads;
-    if (hn_gguf_has(g, key) && get_int(g, arch, "rope.dimension_count", 1, 1 << 16, &rope_dims) != HN_OK)
+    if (hn_gguf_has(g, key) &&
+        get_int(g, arch, "rope.dimension_count", 1, 1 << 16, &rope_dims) != HN_OK)
         return HN_ERR;
     if (rope_dims && rope_dims != HS)
-        return hn_error("%s: RoPE over %d of %d head dimensions is not supported", hn_gguf_path(g), rope_dims, HS);
+        return hn_error("%s: RoPE over %d of %d head dimensions is not supported", hn_gguf_path(g),
+                        rope_dims, HS);
     double x;
     snprintf(key, sizeof key, "%s.rope.freq_base", arch);
     cfg->model.rope_theta = 10000.0f;
@@ -115,19 +129,28 @@ static int config_from_gguf(const HnGguf* g, HnConfig* cfg) {
         if (hn_gguf_get_float(g, key, &x) != HN_OK) return HN_ERR;
         cfg->model.rope_theta = (float)x;
     }
-    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch);
+    snprintf(key, sizeof key,
+             gpt2 ? "%s.attention.layer_norm_epsilon" : "%s.attention.layer_norm_rms_epsilon",
+             arch);
     if (hn_gguf_get_float(g, key, &x) != HN_OK) return HN_ERR;
     cfg->model.norm_eps = (float)x;
     cfg->model.tied = hn_gguf_find_tensor(g, "output.weight") == NULL;
     hn_error_clear();
+    if (gpt2 && (!cfg->model.tied || cfg->model.kv_heads != cfg->model.heads))
+        return hn_error(
+            "%s: a gpt2 model with a separate output.weight or grouped heads is not GPT-2 as hone "
+            "knows it",
+            hn_gguf_path(g));
     const HnGgufTensor* emb = hn_gguf_find_tensor(g, "token_embd.weight");
     if (!emb) return HN_ERR;
-    if (emb->ndim != 2 || emb->dims[0] != cfg->model.channels || emb->dims[1] < 1 || emb->dims[1] > (1 << 24))
+    if (emb->ndim != 2 || emb->dims[0] != cfg->model.channels || emb->dims[1] < 1 ||
+        emb->dims[1] > (1 << 24))
         return hn_error("%s: token_embd.weight has an unexpected shape", hn_gguf_path(g));
     cfg->model.vocab = (int)emb->dims[1];
     if (cfg->model.heads % cfg->model.kv_heads != 0 || cfg->model.channels % cfg->model.heads != 0)
-        return hn_error("%s: %d heads, %d kv heads and %d channels do not fit together", hn_gguf_path(g),
-                        cfg->model.heads, cfg->model.kv_heads, cfg->model.channels);
+        return hn_error("%s: %d heads, %d kv heads and %d channels do not fit together",
+                        hn_gguf_path(g), cfg->model.heads, cfg->model.kv_heads,
+                        cfg->model.channels);
     cfg->model.init_std = 0.02f;
     return HN_OK;
 }
@@ -138,29 +161,32 @@ static int fill_row(const HnGguf* g, const HnModelConfig* mc, const HnParamRow* 
     if (gguf_name_of(r->name, gname, sizeof gname) != HN_OK) return HN_ERR;
     const HnGgufTensor* t = hn_gguf_find_tensor(g, gname);
     if (!t) return HN_ERR;
-    int vocab_rows = strcmp(r->name, "tok_embed.weight") == 0 || strcmp(r->name, "lm_head.weight") == 0;
+    int vocab_rows =
+        strcmp(r->name, "tok_embed.weight") == 0 || strcmp(r->name, "lm_head.weight") == 0;
     int64_t rows = r->ndim == 2 ? r->shape[0] : 1, cols = r->ndim == 2 ? r->shape[1] : r->shape[0];
     if (vocab_rows) rows = mc->V; /* hone pads the vocabulary; the padded rows stay zero */
     int ok = r->ndim == 2 ? t->ndim == 2 && t->dims[0] == cols && t->dims[1] == rows
                           : t->ndim == 1 && t->dims[0] == cols;
     if (!ok)
-        return hn_error("%s: tensor %s has shape [%lld, %lld], row %s needs %lld x %lld", hn_gguf_path(g), gname,
-                        (long long)t->dims[0], (long long)(t->ndim > 1 ? t->dims[1] : 1), r->name,
-                        (long long)rows, (long long)cols);
+        return hn_error("%s: tensor %s has shape [%lld, %lld], row %s needs %lld x %lld",
+                        hn_gguf_path(g), gname, (long long)t->dims[0],
+                        (long long)(t->ndim > 1 ? t->dims[1] : 1), r->name, (long long)rows,
+                        (long long)cols);
     size_t n = (size_t)rows * (size_t)cols;
     if (hn_gguf_dequantize(g, t, dst, n) != HN_OK) return HN_ERR;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(dst[i]))
+            return hn_error("%s: tensor %s holds a NaN or infinity", hn_gguf_path(g), gname);
     int HS = mc->C / mc->NH;
     if (strstr(r->name, "attn.q.weight")) return unpermute_rows(dst, mc->NH, HS, mc->C);
     if (strstr(r->name, "attn.k.weight")) return unpermute_rows(dst, mc->NKV, HS, mc->C);
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(dst[i])) return hn_error("%s: tensor %s holds a NaN or infinity", hn_gguf_path(g), gname);
     return HN_OK;
 }
 
 /* the imported model as a checkpoint: config text with the model section, the tokenizer
  * (NULL: "none") and the rows of t; one summary line on stderr */
-static int write_checkpoint(HnConfig* cfg, const HnParamTable* t, const HnTokenizer* tok, const char* src,
-                            const char* out, const HnImportOptions* opt) {
+static int write_checkpoint(HnConfig* cfg, const HnParamTable* t, const HnTokenizer* tok,
+                            const char* src, const char* out, const HnImportOptions* opt) {
     char* yaml = NULL;
     size_t ylen = 0;
     snprintf(cfg->tokenizer.type, sizeof cfg->tokenizer.type, tok ? "auto" : "none");
@@ -168,18 +194,26 @@ static int write_checkpoint(HnConfig* cfg, const HnParamTable* t, const HnTokeni
     int rc = !f || hn_config_write(cfg, f) != HN_OK ? hn_error("cannot render the config") : HN_OK;
     if (f) fclose(f);
     if (rc == HN_OK) {
-        HnCkptSave s = {.config_yaml = yaml, .arch = cfg->model.arch, .params = t, .best_val_loss = NAN,
-                        .tokenizer = tok, .bf16 = opt->bf16, .deflate = opt->deflate};
+        HnCkptSave s = {.config_yaml = yaml,
+                        .arch = cfg->model.arch,
+                        .params = t,
+                        .best_val_loss = NAN,
+                        .tokenizer = tok,
+                        .bf16 = opt->bf16,
+                        .deflate = opt->deflate};
         rc = hn_ckpt_save(out, &s);
     }
     if (rc == HN_OK) {
         size_t n = 0;
-        for (int i = 0; i < t->n; i++) n += t->rows[i].numel;
-        fprintf(stderr, "imported %s: %s L=%d C=%d NH=%d NKV=%d F=%d V=%d context=%d, %.1fM parameters -> %s\n",
-                src, cfg->model.arch, cfg->model.layers, cfg->model.channels, cfg->model.heads,
-                cfg->model.kv_heads ? cfg->model.kv_heads : cfg->model.heads,
-                cfg->model.ffn ? cfg->model.ffn : 4 * cfg->model.channels, cfg->model.vocab, cfg->model.context,
-                n / 1e6, out);
+        for (int i = 0; i < t->n; i++)
+            n += t->rows[i].numel;
+        fprintf(
+            stderr,
+            "imported %s: %s L=%d C=%d NH=%d NKV=%d F=%d V=%d context=%d, %.1fM parameters -> %s\n",
+            src, cfg->model.arch, cfg->model.layers, cfg->model.channels, cfg->model.heads,
+            cfg->model.kv_heads ? cfg->model.kv_heads : cfg->model.heads,
+            cfg->model.ffn ? cfg->model.ffn : 4 * cfg->model.channels, cfg->model.vocab,
+            cfg->model.context, n / 1e6, out);
     }
     free(yaml);
     return rc;
@@ -196,7 +230,8 @@ int hn_import_gguf(const char* src, const char* out, const HnImportOptions* opt)
     if (rc == HN_OK) rc = hn_model_table(&t, &mc);
     if (rc == HN_OK) rc = hn_params_alloc(&t);
     mc.NKV = cfg.model.kv_heads;
-    for (int i = 0; rc == HN_OK && i < t.n; i++) rc = fill_row(g, &mc, &t.rows[i], t.data + t.rows[i].offset);
+    for (int i = 0; rc == HN_OK && i < t.n; i++)
+        rc = fill_row(g, &mc, &t.rows[i], t.data + t.rows[i].offset);
     if (rc == HN_OK && !(tok = hn_tokenizer_from_gguf(g))) rc = HN_ERR;
     if (rc == HN_OK) rc = write_checkpoint(&cfg, &t, tok, src, out, opt);
     hn_tokenizer_free(tok);
@@ -230,8 +265,8 @@ static char* read_small_file(const char* path, size_t max, size_t* len) {
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode))
         hn_error("%s: not a regular file", path);
     else if (st.st_size < 1 || (uint64_t)st.st_size > max)
-        hn_error("%s: %lld bytes is not a plausible size (1 to %zu)", path,
-                 (long long)st.st_size, max);
+        hn_error("%s: %lld bytes is not a plausible size (1 to %zu)", path, (long long)st.st_size,
+                 max);
     else if (!(buf = malloc((size_t)st.st_size + 1)))
         hn_error("%s: out of memory", path);
     else if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
