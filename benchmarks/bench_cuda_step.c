@@ -75,16 +75,16 @@ static int linear(float* out, const float* inp, const float* w, float* dinp, flo
 static int gemm_step(HnCudaModel* g, int B, int T) {
     int C = g->cfg.C, F = g->cfg.F, N = B * T;
     for (int l = 0; l < g->cfg.L; l++) {
-        HnCudaLayerActs* a = &g->acts[l];
+        HnLayerActs* a = &g->act.layer[l];
         const HnLayerTensors* w = &g->w.layers[l];
         const HnLayerTensors* d = &g->g.layers[l];
-        if (linear(a->qkv, a->ln1, w->qkvw, g->dln, d->qkvw, N, C, 3 * C) != HN_OK ||
-            linear(a->res2, a->atty, w->attow, g->datty, d->attow, N, C, C) != HN_OK ||
-            linear(a->fch, a->ln2, w->fcw, g->dln, d->fcw, N, C, F) != HN_OK ||
-            linear(a->res3, a->fch_gelu, w->fcprojw, g->dbig, d->fcprojw, N, F, C) != HN_OK)
+        if (linear(a->qkv, a->ln1, w->qkvw, g->act.dln, d->qkvw, N, C, 3 * C) != HN_OK ||
+            linear(a->res2, a->atty, w->attow, g->act.datty, d->attow, N, C, C) != HN_OK ||
+            linear(a->fch, a->ln2, w->fcw, g->act.dln, d->fcw, N, C, F) != HN_OK ||
+            linear(a->res3, a->fch_gelu, w->fcprojw, g->act.dbig, d->fcprojw, N, F, C) != HN_OK)
             return HN_ERR;
     }
-    if (linear(g->logits, g->lnf, g->w.lm_head, g->dln, g->g.lm_head, N, C, g->cfg.Vp) != HN_OK)
+    if (linear(g->act.logits, g->act.lnf, g->w.lm_head, g->act.dln, g->g.lm_head, N, C, g->cfg.Vp) != HN_OK)
         return HN_ERR;
     return hn_cuda_sync();
 }

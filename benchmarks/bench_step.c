@@ -52,15 +52,15 @@ static void linear_gemms(float* out, const float* inp, const float* w, float* di
 static void gemm_step(HnModel* m, int B, int T) {
     int C = m->cfg.C, N = B * T;
     for (int l = 0; l < m->cfg.L; l++) {
-        HnLayerActs* a = &m->acts[l];
+        HnLayerActs* a = &m->act.layer[l];
         const HnLayerTensors* w = &m->w.layers[l];
         const HnLayerTensors* g = &m->g.layers[l];
-        linear_gemms(a->qkv, a->ln1, w->qkvw, m->dln, g->qkvw, N, C, 3 * C);
-        linear_gemms(a->res2, a->atty, w->attow, m->datty, g->attow, N, C, C);
-        linear_gemms(a->fch, a->ln2, w->fcw, m->dln, g->fcw, N, C, 4 * C);
-        linear_gemms(a->res3, a->fch_gelu, w->fcprojw, m->dbig, g->fcprojw, N, 4 * C, C);
+        linear_gemms(a->qkv, a->ln1, w->qkvw, m->act.dln, g->qkvw, N, C, 3 * C);
+        linear_gemms(a->res2, a->atty, w->attow, m->act.datty, g->attow, N, C, C);
+        linear_gemms(a->fch, a->ln2, w->fcw, m->act.dln, g->fcw, N, C, 4 * C);
+        linear_gemms(a->res3, a->fch_gelu, w->fcprojw, m->act.dbig, g->fcprojw, N, 4 * C, C);
     }
-    linear_gemms(m->logits, m->lnf, m->w.wte, m->dln, m->g.wte, N, C, m->cfg.Vp);
+    linear_gemms(m->act.logits, m->act.lnf, m->w.wte, m->act.dln, m->g.wte, N, C, m->cfg.Vp);
 }
 
 int main(int argc, char** argv) {

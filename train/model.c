@@ -14,15 +14,24 @@
 #include "core/rng.h"
 #include "kernels/ops.h"
 
-int hn_model_padded_vocab(int V) { return (V + 127) / 128 * 128; }
+int hn_model_padded_vocab(int V) {
+    return (V + 127) / 128 * 128;
+}
 
 HnModelConfig hn_model_config_of(const HnConfig* cfg) {
-    HnModelConfig mc = {
-        .arch = strcmp(cfg->model.arch, "llama") == 0 ? HN_ARCH_LLAMA : HN_ARCH_GPT2,
-        .L = cfg->model.layers, .C = cfg->model.channels, .NH = cfg->model.heads,
-        .NKV = cfg->model.kv_heads, .F = cfg->model.ffn, .V = cfg->model.vocab,
-        .Vp = hn_model_padded_vocab(cfg->model.vocab), .maxT = cfg->model.context,
-        .eps = cfg->model.norm_eps, .rope_theta = cfg->model.rope_theta, .untied = !cfg->model.tied};
+    HnModelConfig mc = {.arch =
+                            strcmp(cfg->model.arch, "llama") == 0 ? HN_ARCH_LLAMA : HN_ARCH_GPT2,
+                        .L = cfg->model.layers,
+                        .C = cfg->model.channels,
+                        .NH = cfg->model.heads,
+                        .NKV = cfg->model.kv_heads,
+                        .F = cfg->model.ffn,
+                        .V = cfg->model.vocab,
+                        .Vp = hn_model_padded_vocab(cfg->model.vocab),
+                        .maxT = cfg->model.context,
+                        .eps = cfg->model.norm_eps,
+                        .rope_theta = cfg->model.rope_theta,
+                        .untied = !cfg->model.tied};
     return mc;
 }
 
@@ -40,16 +49,18 @@ typedef struct {
 static int layer_specs(const HnModelConfig* c, RowSpec* out) {
     int C = c->C, HS = c->C / c->NH, F = c->F, Q = c->NH * HS, KV = c->NKV * HS, n = 0;
     if (c->arch == HN_ARCH_GPT2) {
-        RowSpec g[] = {{"attn_norm.weight", C, 0}, {"attn_norm.bias", C, 0}, {"attn.qkv.weight", 3 * C, C},
-                       {"attn.qkv.bias", 3 * C, 0}, {"attn.o.weight", C, C},   {"attn.o.bias", C, 0},
-                       {"mlp_norm.weight", C, 0},   {"mlp_norm.bias", C, 0},   {"mlp.up.weight", F, C},
-                       {"mlp.up.bias", F, 0},       {"mlp.down.weight", C, F}, {"mlp.down.bias", C, 0}};
+        RowSpec g[] = {
+            {"attn_norm.weight", C, 0},  {"attn_norm.bias", C, 0},  {"attn.qkv.weight", 3 * C, C},
+            {"attn.qkv.bias", 3 * C, 0}, {"attn.o.weight", C, C},   {"attn.o.bias", C, 0},
+            {"mlp_norm.weight", C, 0},   {"mlp_norm.bias", C, 0},   {"mlp.up.weight", F, C},
+            {"mlp.up.bias", F, 0},       {"mlp.down.weight", C, F}, {"mlp.down.bias", C, 0}};
         n = (int)(sizeof g / sizeof g[0]);
         memcpy(out, g, sizeof g);
     } else {
-        RowSpec l[] = {{"attn_norm.weight", C, 0}, {"attn.q.weight", Q, C},    {"attn.k.weight", KV, C},
-                       {"attn.v.weight", KV, C},   {"attn.o.weight", C, Q},    {"mlp_norm.weight", C, 0},
-                       {"mlp.gate.weight", F, C},  {"mlp.up.weight", F, C},    {"mlp.down.weight", C, F}};
+        RowSpec l[] = {
+            {"attn_norm.weight", C, 0}, {"attn.q.weight", Q, C}, {"attn.k.weight", KV, C},
+            {"attn.v.weight", KV, C},   {"attn.o.weight", C, Q}, {"mlp_norm.weight", C, 0},
+            {"mlp.gate.weight", F, C},  {"mlp.up.weight", F, C}, {"mlp.down.weight", C, F}};
         n = (int)(sizeof l / sizeof l[0]);
         memcpy(out, l, sizeof l);
     }
@@ -103,14 +114,22 @@ static void bind_tensors(HnTensors* w, const HnParamTable* t, float* base, int L
         const char* suffix;
         size_t field; /* offset in HnLayerTensors */
     } fields[] = {
-        {"attn_norm.weight", offsetof(HnLayerTensors, ln1w)}, {"attn_norm.bias", offsetof(HnLayerTensors, ln1b)},
-        {"attn.qkv.weight", offsetof(HnLayerTensors, qkvw)},  {"attn.qkv.bias", offsetof(HnLayerTensors, qkvb)},
-        {"attn.q.weight", offsetof(HnLayerTensors, qw)},      {"attn.k.weight", offsetof(HnLayerTensors, kw)},
-        {"attn.v.weight", offsetof(HnLayerTensors, vw)},      {"attn.o.weight", offsetof(HnLayerTensors, attow)},
-        {"attn.o.bias", offsetof(HnLayerTensors, attob)},     {"mlp_norm.weight", offsetof(HnLayerTensors, ln2w)},
-        {"mlp_norm.bias", offsetof(HnLayerTensors, ln2b)},    {"mlp.up.weight", offsetof(HnLayerTensors, fcw)},
-        {"mlp.up.bias", offsetof(HnLayerTensors, fcb)},       {"mlp.gate.weight", offsetof(HnLayerTensors, gatew)},
-        {"mlp.down.weight", offsetof(HnLayerTensors, fcprojw)}, {"mlp.down.bias", offsetof(HnLayerTensors, fcprojb)},
+        {"attn_norm.weight", offsetof(HnLayerTensors, ln1w)},
+        {"attn_norm.bias", offsetof(HnLayerTensors, ln1b)},
+        {"attn.qkv.weight", offsetof(HnLayerTensors, qkvw)},
+        {"attn.qkv.bias", offsetof(HnLayerTensors, qkvb)},
+        {"attn.q.weight", offsetof(HnLayerTensors, qw)},
+        {"attn.k.weight", offsetof(HnLayerTensors, kw)},
+        {"attn.v.weight", offsetof(HnLayerTensors, vw)},
+        {"attn.o.weight", offsetof(HnLayerTensors, attow)},
+        {"attn.o.bias", offsetof(HnLayerTensors, attob)},
+        {"mlp_norm.weight", offsetof(HnLayerTensors, ln2w)},
+        {"mlp_norm.bias", offsetof(HnLayerTensors, ln2b)},
+        {"mlp.up.weight", offsetof(HnLayerTensors, fcw)},
+        {"mlp.up.bias", offsetof(HnLayerTensors, fcb)},
+        {"mlp.gate.weight", offsetof(HnLayerTensors, gatew)},
+        {"mlp.down.weight", offsetof(HnLayerTensors, fcprojw)},
+        {"mlp.down.bias", offsetof(HnLayerTensors, fcprojb)},
     };
     char name[HN_NAME_MAX];
     w->wte = row_ptr(t, base, "tok_embed.weight");
@@ -125,38 +144,19 @@ static void bind_tensors(HnTensors* w, const HnParamTable* t, float* base, int L
         }
 }
 
-int hn_model_create(HnModel* m, const HnModelConfig* cfg, int maxB, int maxT) {
-    memset(m, 0, sizeof *m);
-    m->cfg = *cfg;
-    HnModelConfig* c = &m->cfg;
-    if (normalize(c) != HN_OK) return HN_ERR;
-    if (maxT > c->maxT)
-        return hn_error("sequence length %d is longer than the model's context %d", maxT, c->maxT);
-    if (build_table(&m->params, c) != HN_OK || hn_params_alloc(&m->params) != HN_OK) return HN_ERR;
-    if (!(m->grads = hn_params_mirror(&m->params))) return HN_ERR;
-    m->w.layers = calloc((size_t)c->L, sizeof(HnLayerTensors));
-    m->g.layers = calloc((size_t)c->L, sizeof(HnLayerTensors));
-    m->acts = calloc((size_t)c->L, sizeof(HnLayerActs));
-    if (!m->w.layers || !m->g.layers || !m->acts) return hn_error("out of memory");
-    bind_tensors(&m->w, &m->params, m->params.data, c->L, !c->untied);
-    bind_tensors(&m->g, &m->params, m->grads, c->L, !c->untied);
-
-    m->maxB = maxB;
-    m->maxT = maxT;
+size_t hn_model_layout_activations(HnActivations* act, const HnModelConfig* c, int maxB, int maxT,
+                                   size_t att_floats, float* base) {
     int llama = c->arch == HN_ARCH_LLAMA;
     size_t N = (size_t)maxB * maxT, C = c->C, F = c->F, HS = C / c->NH;
-    size_t Q = c->NH * HS, KV = c->NKV * HS, TT = (size_t)maxB * c->NH * maxT * maxT;
-    size_t attn_in = llama ? Q + 2 * KV : 3 * C; /* qkv, or q + k + v */
-    size_t per_layer = N * C * 5 + N * 4 + N * attn_in + TT + N * F * (llama ? 3 : 2);
-    size_t total = N * C + per_layer * c->L + N * C + 2 * N + N * (size_t)c->Vp + N /* forward */
-                   + N * C * 4 + N * attn_in + N * F * 2;                          /* backward */
-    m->act_mem = malloc(total * sizeof(float));
-    if (!m->act_mem) return hn_error("out of memory: %zu MB of activations", total * 4 >> 20);
-    float* p = m->act_mem;
-#define TAKE(ptr, n) (ptr = p, p += (n))
-    TAKE(m->encoded, N * C);
+    size_t Q = c->NH * HS, KV = c->NKV * HS, used = 0;
+#define TAKE(ptr, n)                                                                               \
+    do {                                                                                           \
+        if (base) (ptr) = base + used;                                                             \
+        used += (n);                                                                               \
+    } while (0)
+    TAKE(act->encoded, N * C);
     for (int l = 0; l < c->L; l++) {
-        HnLayerActs* a = &m->acts[l];
+        HnLayerActs* a = &act->layer[l];
         TAKE(a->ln1, N * C);
         TAKE(a->ln1_mean, N);
         TAKE(a->ln1_rstd, N);
@@ -168,7 +168,7 @@ int hn_model_create(HnModel* m, const HnModelConfig* cfg, int maxB, int maxT) {
             TAKE(a->qkv, N * 3 * C);
         }
         TAKE(a->atty, N * C);
-        TAKE(a->att, TT);
+        TAKE(a->att, att_floats);
         TAKE(a->res2, N * C);
         TAKE(a->ln2, N * C);
         TAKE(a->ln2_mean, N);
@@ -178,19 +178,45 @@ int hn_model_create(HnModel* m, const HnModelConfig* cfg, int maxB, int maxT) {
         TAKE(a->fch_gelu, N * F);
         TAKE(a->res3, N * C);
     }
-    TAKE(m->lnf, N * C);
-    TAKE(m->lnf_mean, N);
-    TAKE(m->lnf_rstd, N);
-    TAKE(m->logits, N * (size_t)c->Vp);
-    TAKE(m->losses, N);
-    TAKE(m->dres, N * C);
-    TAKE(m->dln, N * C);
-    TAKE(m->dtmp, N * C);
-    TAKE(m->datty, N * C);
-    TAKE(m->dqkv, N * attn_in);
-    TAKE(m->dbig, N * F);
-    TAKE(m->dbig2, N * F);
+    TAKE(act->lnf, N * C);
+    TAKE(act->lnf_mean, N);
+    TAKE(act->lnf_rstd, N);
+    TAKE(act->logits, N * (size_t)c->Vp);
+    TAKE(act->losses, N);
+    TAKE(act->dres, N * C);
+    TAKE(act->dln, N * C);
+    TAKE(act->dtmp, N * C);
+    TAKE(act->datty, N * C);
+    TAKE(act->dqkv, N * (llama ? Q + 2 * KV : 3 * C));
+    TAKE(act->dbig, N * F);
+    TAKE(act->dbig2, N * F);
 #undef TAKE
+    return used;
+}
+
+int hn_model_create(HnModel* m, const HnModelConfig* cfg, int maxB, int maxT) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    HnModelConfig* c = &m->cfg;
+    if (normalize(c) != HN_OK) return HN_ERR;
+    if (maxT > c->maxT)
+        return hn_error("sequence length %d is longer than the model's context %d", maxT, c->maxT);
+    if (build_table(&m->params, c) != HN_OK || hn_params_alloc(&m->params) != HN_OK) return HN_ERR;
+    if (!(m->grads = hn_params_mirror(&m->params))) return HN_ERR;
+    m->w.layers = calloc((size_t)c->L, sizeof(HnLayerTensors));
+    m->g.layers = calloc((size_t)c->L, sizeof(HnLayerTensors));
+    m->act.layer = calloc((size_t)c->L, sizeof(HnLayerActs));
+    if (!m->w.layers || !m->g.layers || !m->act.layer) return hn_error("out of memory");
+    bind_tensors(&m->w, &m->params, m->params.data, c->L, !c->untied);
+    bind_tensors(&m->g, &m->params, m->grads, c->L, !c->untied);
+
+    m->maxB = maxB;
+    m->maxT = maxT;
+    size_t att = (size_t)maxB * c->NH * maxT * maxT;
+    size_t total = hn_model_layout_activations(&m->act, c, maxB, maxT, att, NULL);
+    if (!(m->act_mem = malloc(total * sizeof(float))))
+        return hn_error("out of memory: %zu MB of activations", total * 4 >> 20);
+    hn_model_layout_activations(&m->act, c, maxB, maxT, att, m->act_mem);
     return HN_OK;
 }
 
@@ -199,7 +225,7 @@ void hn_model_free(HnModel* m) {
     free(m->grads);
     free(m->w.layers);
     free(m->g.layers);
-    free(m->acts);
+    free(m->act.layer);
     free(m->act_mem);
     memset(m, 0, sizeof *m);
 }
@@ -215,7 +241,8 @@ void hn_model_init(HnModel* m, float std, uint64_t seed) {
         int is_bias = len > 5 && strcmp(name + len - 5, ".bias") == 0;
         int is_norm = strstr(name, "norm.") != NULL;
         if (is_norm && !is_bias) {
-            for (size_t j = 0; j < r->numel; j++) x[j] = 1.0f;
+            for (size_t j = 0; j < r->numel; j++)
+                x[j] = 1.0f;
         } else if (is_bias) {
             memset(x, 0, r->numel * sizeof(float));
         } else {
@@ -225,28 +252,34 @@ void hn_model_init(HnModel* m, float std, uint64_t seed) {
             int resid = strstr(name, "attn.o.") || strstr(name, "mlp.down.");
             float s = resid ? resid_std : std;
             size_t n = r->numel;
-            int vocab_rows = strcmp(name, "tok_embed.weight") == 0 || strcmp(name, "lm_head.weight") == 0;
+            int vocab_rows =
+                strcmp(name, "tok_embed.weight") == 0 || strcmp(name, "lm_head.weight") == 0;
             if (vocab_rows) n = (size_t)m->cfg.V * m->cfg.C; /* padded vocab rows stay zero */
-            for (size_t j = 0; j < n; j++) x[j] = s * hn_rng_normal(&rng);
+            for (size_t j = 0; j < n; j++)
+                x[j] = s * hn_rng_normal(&rng);
         }
     }
 }
 
-void hn_model_zero_grad(HnModel* m) { memset(m->grads, 0, m->params.numel * sizeof(float)); }
+void hn_model_zero_grad(HnModel* m) {
+    memset(m->grads, 0, m->params.numel * sizeof(float));
+}
 
 /* ---- one block, forward ---- */
 
 static void gpt2_block_forward(HnModel* m, int l, const float* residual, int B, int T) {
     const HnModelConfig* c = &m->cfg;
     const HnLayerTensors* lw = &m->w.layers[l];
-    HnLayerActs* a = &m->acts[l];
+    HnLayerActs* a = &m->act.layer[l];
     int C = c->C, N = B * T;
-    hn_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, residual, lw->ln1w, lw->ln1b, N, C, c->eps);
+    hn_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, residual, lw->ln1w, lw->ln1b, N, C,
+                         c->eps);
     hn_matmul_forward(a->qkv, a->ln1, lw->qkvw, lw->qkvb, N, C, 3 * C);
     hn_attention_forward(a->atty, a->att, a->qkv, B, T, C, c->NH);
     hn_matmul_forward(a->res2, a->atty, lw->attow, lw->attob, N, C, C);
     hn_residual_forward(a->res2, a->res2, residual, (size_t)N * C);
-    hn_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lw->ln2w, lw->ln2b, N, C, c->eps);
+    hn_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lw->ln2w, lw->ln2b, N, C,
+                         c->eps);
     hn_matmul_forward(a->fch, a->ln2, lw->fcw, lw->fcb, N, C, c->F);
     hn_gelu_forward(a->fch_gelu, a->fch, (size_t)N * c->F);
     hn_matmul_forward(a->res3, a->fch_gelu, lw->fcprojw, lw->fcprojb, N, c->F, C);
@@ -256,7 +289,7 @@ static void gpt2_block_forward(HnModel* m, int l, const float* residual, int B, 
 static void llama_block_forward(HnModel* m, int l, const float* residual, int B, int T) {
     const HnModelConfig* c = &m->cfg;
     const HnLayerTensors* lw = &m->w.layers[l];
-    HnLayerActs* a = &m->acts[l];
+    HnLayerActs* a = &m->act.layer[l];
     int C = c->C, N = B * T, HS = C / c->NH, Q = c->NH * HS, KV = c->NKV * HS;
     hn_rmsnorm_forward(a->ln1, a->ln1_rstd, residual, lw->ln1w, N, C, c->eps);
     hn_matmul_forward(a->q, a->ln1, lw->qw, NULL, N, C, Q);
@@ -284,64 +317,77 @@ double hn_model_forward(HnModel* m, const int* tokens, const int* targets, int B
     m->T = T;
     m->tokens = tokens;
 
-    hn_encoder_forward(m->encoded, tokens, w->wte, w->wpe, B, T, C);
-    const float* residual = m->encoded;
+    hn_encoder_forward(m->act.encoded, tokens, w->wte, w->wpe, B, T, C);
+    const float* residual = m->act.encoded;
     for (int l = 0; l < c->L; l++) {
-        if (llama) llama_block_forward(m, l, residual, B, T);
-        else gpt2_block_forward(m, l, residual, B, T);
-        residual = m->acts[l].res3;
+        if (llama)
+            llama_block_forward(m, l, residual, B, T);
+        else
+            gpt2_block_forward(m, l, residual, B, T);
+        residual = m->act.layer[l].res3;
     }
-    if (llama) hn_rmsnorm_forward(m->lnf, m->lnf_rstd, residual, w->lnfw, N, C, c->eps);
-    else hn_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, residual, w->lnfw, w->lnfb, N, C, c->eps);
-    hn_matmul_forward(m->logits, m->lnf, w->lm_head, NULL, N, C, c->Vp);
+    if (llama)
+        hn_rmsnorm_forward(m->act.lnf, m->act.lnf_rstd, residual, w->lnfw, N, C, c->eps);
+    else
+        hn_layernorm_forward(m->act.lnf, m->act.lnf_mean, m->act.lnf_rstd, residual, w->lnfw,
+                             w->lnfb, N, C, c->eps);
+    hn_matmul_forward(m->act.logits, m->act.lnf, w->lm_head, NULL, N, C, c->Vp);
     if (!targets) return 0.0;
-    return hn_crossentropy_forward(m->logits, m->losses, targets, N, c->V, c->Vp, grad_scale);
+    return hn_crossentropy_forward(m->act.logits, m->act.losses, targets, N, c->V, c->Vp,
+                                   grad_scale);
 }
 
-/* ---- one block, backward: m->dres holds d(res3) on entry and d(residual) on exit ---- */
+/* ---- one block, backward: m->act.dres holds d(res3) on entry and d(residual) on exit ---- */
 
 static void gpt2_block_backward(HnModel* m, int l, const float* residual, int B, int T) {
     const HnModelConfig* c = &m->cfg;
     const HnLayerTensors* lw = &m->w.layers[l];
     const HnLayerTensors* lg = &m->g.layers[l];
-    HnLayerActs* a = &m->acts[l];
+    HnLayerActs* a = &m->act.layer[l];
     int C = c->C, N = B * T, F = c->F;
-    hn_matmul_backward(m->dbig, lg->fcprojw, lg->fcprojb, m->dres, a->fch_gelu, lw->fcprojw, N, F, C);
-    hn_gelu_backward(m->dbig, a->fch, m->dbig, (size_t)N * F);
-    hn_matmul_backward(m->dln, lg->fcw, lg->fcb, m->dbig, a->ln2, lw->fcw, N, C, F);
-    hn_layernorm_backward(m->dres, lg->ln2w, lg->ln2b, m->dln, a->res2, lw->ln2w, a->ln2_mean, a->ln2_rstd, N, C);
-    hn_matmul_backward(m->datty, lg->attow, lg->attob, m->dres, a->atty, lw->attow, N, C, C);
-    hn_attention_backward(m->dqkv, m->datty, a->qkv, a->att, B, T, C, c->NH);
-    hn_matmul_backward(m->dln, lg->qkvw, lg->qkvb, m->dqkv, a->ln1, lw->qkvw, N, C, 3 * C);
-    hn_layernorm_backward(m->dres, lg->ln1w, lg->ln1b, m->dln, residual, lw->ln1w, a->ln1_mean, a->ln1_rstd, N, C);
+    hn_matmul_backward(m->act.dbig, lg->fcprojw, lg->fcprojb, m->act.dres, a->fch_gelu, lw->fcprojw,
+                       N, F, C);
+    hn_gelu_backward(m->act.dbig, a->fch, m->act.dbig, (size_t)N * F);
+    hn_matmul_backward(m->act.dln, lg->fcw, lg->fcb, m->act.dbig, a->ln2, lw->fcw, N, C, F);
+    hn_layernorm_backward(m->act.dres, lg->ln2w, lg->ln2b, m->act.dln, a->res2, lw->ln2w,
+                          a->ln2_mean, a->ln2_rstd, N, C);
+    hn_matmul_backward(m->act.datty, lg->attow, lg->attob, m->act.dres, a->atty, lw->attow, N, C,
+                       C);
+    hn_attention_backward(m->act.dqkv, m->act.datty, a->qkv, a->att, B, T, C, c->NH);
+    hn_matmul_backward(m->act.dln, lg->qkvw, lg->qkvb, m->act.dqkv, a->ln1, lw->qkvw, N, C, 3 * C);
+    hn_layernorm_backward(m->act.dres, lg->ln1w, lg->ln1b, m->act.dln, residual, lw->ln1w,
+                          a->ln1_mean, a->ln1_rstd, N, C);
 }
 
 static void llama_block_backward(HnModel* m, int l, const float* residual, int B, int T) {
     const HnModelConfig* c = &m->cfg;
     const HnLayerTensors* lw = &m->w.layers[l];
     const HnLayerTensors* lg = &m->g.layers[l];
-    HnLayerActs* a = &m->acts[l];
+    HnLayerActs* a = &m->act.layer[l];
     int C = c->C, N = B * T, F = c->F, HS = C / c->NH, Q = c->NH * HS, KV = c->NKV * HS;
     size_t NC = (size_t)N * C;
-    float *dq = m->dqkv, *dk = dq + (size_t)N * Q, *dv = dk + (size_t)N * KV;
+    float *dq = m->act.dqkv, *dk = dq + (size_t)N * Q, *dv = dk + (size_t)N * KV;
     /* MLP: down, then SwiGLU, then gate and up, whose input gradients add */
-    hn_matmul_backward(m->dbig, lg->fcprojw, NULL, m->dres, a->fch_gelu, lw->fcprojw, N, F, C);
-    hn_swiglu_backward(m->dbig2, m->dbig, m->dbig, a->fch, a->up, (size_t)N * F); /* dgate, dup */
-    hn_matmul_backward(m->dln, lg->gatew, NULL, m->dbig2, a->ln2, lw->gatew, N, C, F);
-    hn_matmul_backward(m->dtmp, lg->fcw, NULL, m->dbig, a->ln2, lw->fcw, N, C, F);
-    hn_residual_forward(m->dln, m->dln, m->dtmp, NC);
-    hn_rmsnorm_backward(m->dres, lg->ln2w, m->dln, a->res2, lw->ln2w, a->ln2_rstd, N, C);
+    hn_matmul_backward(m->act.dbig, lg->fcprojw, NULL, m->act.dres, a->fch_gelu, lw->fcprojw, N, F,
+                       C);
+    hn_swiglu_backward(m->act.dbig2, m->act.dbig, m->act.dbig, a->fch, a->up,
+                       (size_t)N * F); /* dgate, dup */
+    hn_matmul_backward(m->act.dln, lg->gatew, NULL, m->act.dbig2, a->ln2, lw->gatew, N, C, F);
+    hn_matmul_backward(m->act.dtmp, lg->fcw, NULL, m->act.dbig, a->ln2, lw->fcw, N, C, F);
+    hn_residual_forward(m->act.dln, m->act.dln, m->act.dtmp, NC);
+    hn_rmsnorm_backward(m->act.dres, lg->ln2w, m->act.dln, a->res2, lw->ln2w, a->ln2_rstd, N, C);
     /* attention: o, then attention, then RoPE undone, then q, k, v, whose input gradients add */
-    hn_matmul_backward(m->datty, lg->attow, NULL, m->dres, a->atty, lw->attow, N, Q, C);
-    hn_attention_gqa_backward(dq, dk, dv, m->datty, a->q, a->k, a->v, a->att, Q, KV, B, T, c->NH, c->NKV, HS);
+    hn_matmul_backward(m->act.datty, lg->attow, NULL, m->act.dres, a->atty, lw->attow, N, Q, C);
+    hn_attention_gqa_backward(dq, dk, dv, m->act.datty, a->q, a->k, a->v, a->att, Q, KV, B, T,
+                              c->NH, c->NKV, HS);
     hn_rope_backward(dq, B, T, c->NH, HS, Q, 0, c->rope_theta);
     hn_rope_backward(dk, B, T, c->NKV, HS, KV, 0, c->rope_theta);
-    hn_matmul_backward(m->dln, lg->qw, NULL, dq, a->ln1, lw->qw, N, C, Q);
-    hn_matmul_backward(m->dtmp, lg->kw, NULL, dk, a->ln1, lw->kw, N, C, KV);
-    hn_residual_forward(m->dln, m->dln, m->dtmp, NC);
-    hn_matmul_backward(m->dtmp, lg->vw, NULL, dv, a->ln1, lw->vw, N, C, KV);
-    hn_residual_forward(m->dln, m->dln, m->dtmp, NC);
-    hn_rmsnorm_backward(m->dres, lg->ln1w, m->dln, residual, lw->ln1w, a->ln1_rstd, N, C);
+    hn_matmul_backward(m->act.dln, lg->qw, NULL, dq, a->ln1, lw->qw, N, C, Q);
+    hn_matmul_backward(m->act.dtmp, lg->kw, NULL, dk, a->ln1, lw->kw, N, C, KV);
+    hn_residual_forward(m->act.dln, m->act.dln, m->act.dtmp, NC);
+    hn_matmul_backward(m->act.dtmp, lg->vw, NULL, dv, a->ln1, lw->vw, N, C, KV);
+    hn_residual_forward(m->act.dln, m->act.dln, m->act.dtmp, NC);
+    hn_rmsnorm_backward(m->act.dres, lg->ln1w, m->act.dln, residual, lw->ln1w, a->ln1_rstd, N, C);
 }
 
 void hn_model_backward(HnModel* m) {
@@ -349,18 +395,24 @@ void hn_model_backward(HnModel* m) {
     const HnTensors* w = &m->w;
     const HnTensors* g = &m->g;
     int B = m->B, T = m->T, C = c->C, N = B * T, llama = c->arch == HN_ARCH_LLAMA;
-    const float* last = c->L ? m->acts[c->L - 1].res3 : m->encoded;
+    const float* last = c->L ? m->act.layer[c->L - 1].res3 : m->act.encoded;
 
     /* classifier (the token embedding when tied), then the final norm into the stream */
-    hn_matmul_backward(m->dln, g->lm_head, NULL, m->logits, m->lnf, w->lm_head, N, C, c->Vp);
-    memset(m->dres, 0, (size_t)N * C * sizeof(float));
-    if (llama) hn_rmsnorm_backward(m->dres, g->lnfw, m->dln, last, w->lnfw, m->lnf_rstd, N, C);
-    else hn_layernorm_backward(m->dres, g->lnfw, g->lnfb, m->dln, last, w->lnfw, m->lnf_mean, m->lnf_rstd, N, C);
+    hn_matmul_backward(m->act.dln, g->lm_head, NULL, m->act.logits, m->act.lnf, w->lm_head, N, C,
+                       c->Vp);
+    memset(m->act.dres, 0, (size_t)N * C * sizeof(float));
+    if (llama)
+        hn_rmsnorm_backward(m->act.dres, g->lnfw, m->act.dln, last, w->lnfw, m->act.lnf_rstd, N, C);
+    else
+        hn_layernorm_backward(m->act.dres, g->lnfw, g->lnfb, m->act.dln, last, w->lnfw,
+                              m->act.lnf_mean, m->act.lnf_rstd, N, C);
 
     for (int l = c->L - 1; l >= 0; l--) {
-        const float* residual = l ? m->acts[l - 1].res3 : m->encoded;
-        if (llama) llama_block_backward(m, l, residual, B, T);
-        else gpt2_block_backward(m, l, residual, B, T);
+        const float* residual = l ? m->act.layer[l - 1].res3 : m->act.encoded;
+        if (llama)
+            llama_block_backward(m, l, residual, B, T);
+        else
+            gpt2_block_backward(m, l, residual, B, T);
     }
-    hn_encoder_backward(g->wte, g->wpe, m->dres, m->tokens, B, T, C);
+    hn_encoder_backward(g->wte, g->wpe, m->act.dres, m->tokens, B, T, C);
 }

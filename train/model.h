@@ -53,11 +53,11 @@ typedef struct {
 } HnLayerTensors;
 
 typedef struct {
-    float* wte;  /* (Vp, C) */
-    float* wpe;  /* (maxT, C) gpt2 */
-    float* lnfw; /* (C) */
-    float* lnfb; /* (C) gpt2 */
-    float* lm_head; /* (Vp, C): wte when tied */
+    float* wte;             /* (Vp, C) */
+    float* wpe;             /* (maxT, C) gpt2 */
+    float* lnfw;            /* (C) */
+    float* lnfb;            /* (C) gpt2 */
+    float* lm_head;         /* (Vp, C): wte when tied */
     HnLayerTensors* layers; /* L of them */
 } HnTensors;
 
@@ -71,7 +71,7 @@ typedef struct {
     float* k;        /* (B, T, NKV*HS) llama, after RoPE */
     float* v;        /* (B, T, NKV*HS) llama */
     float* atty;     /* (B, T, C) */
-    float* att;      /* (B, NH, T, T) */
+    float* att;      /* CPU: (B, NH, T, T) probabilities; CUDA: (B, NH, T) log-sum-exp */
     float* res2;     /* (B, T, C) residual after attention */
     float* ln2;      /* (B, T, C) */
     float* ln2_mean; /* (B, T) gpt2 */
@@ -81,6 +81,25 @@ typedef struct {
     float* fch_gelu; /* (B, T, F) the MLP's hidden activation (GELU or SwiGLU output) */
     float* res3;     /* (B, T, C) residual after the MLP */
 } HnLayerActs;
+
+/* every activation buffer of a model, as one layout over one allocation (host or device) */
+typedef struct {
+    float* encoded;     /* (B, T, C) */
+    HnLayerActs* layer; /* L of them (an array the model owns) */
+    float* lnf;         /* (B, T, C) */
+    float* lnf_mean;    /* (B, T) */
+    float* lnf_rstd;    /* (B, T) */
+    float* logits;      /* (B, T, Vp); after a forward with grad_scale != 0: their gradient */
+    float* losses;      /* (B, T) */
+    /* backward scratch */
+    float* dres;  /* (B, T, C) gradient of the residual stream */
+    float* dln;   /* (B, T, C) */
+    float* dtmp;  /* (B, T, C) */
+    float* datty; /* (B, T, C) */
+    float* dqkv;  /* (B, T, 3C) gpt2; llama: dq, dk, dv back to back */
+    float* dbig;  /* (B, T, F) */
+    float* dbig2; /* (B, T, F) llama */
+} HnActivations;
 
 typedef struct {
     HnModelConfig cfg;
@@ -92,21 +111,7 @@ typedef struct {
     /* activations, sized for up to maxB x maxT positions */
     int maxB, maxT;
     float* act_mem;
-    float* encoded; /* (B, T, C) */
-    HnLayerActs* acts;
-    float* lnf;      /* (B, T, C) */
-    float* lnf_mean; /* (B, T) */
-    float* lnf_rstd; /* (B, T) */
-    float* logits;   /* (B, T, Vp); after a forward with grad_scale != 0: their gradient */
-    float* losses;   /* (B, T) */
-    /* backward scratch */
-    float* dres;  /* (B, T, C) gradient of the residual stream */
-    float* dln;   /* (B, T, C) */
-    float* dtmp;  /* (B, T, C) */
-    float* datty; /* (B, T, C) */
-    float* dqkv;  /* (B, T, 3C) gpt2; llama: dq, dk, dv back to back */
-    float* dbig;  /* (B, T, F) */
-    float* dbig2; /* (B, T, F) llama */
+    HnActivations act;
 
     int B, T;          /* of the last forward */
     const int* tokens; /* of the last forward, for the backward */
@@ -119,6 +124,12 @@ int hn_model_padded_vocab(int V);
 HnModelConfig hn_model_config_of(const HnConfig* cfg);
 /* only the parameter rows (names and shapes) of a model with this config, unallocated */
 int hn_model_table(HnParamTable* t, const HnModelConfig* cfg);
+/* Lay out act over base (act->layer must hold L entries) for micro-batches of up to
+ * maxB x maxT positions, with att_floats per layer for attention's saved state; returns the
+ * floats the layout needs. With base NULL nothing is assigned: it only counts. cfg must be
+ * normalised (NKV and F filled in), as a created model's is. */
+size_t hn_model_layout_activations(HnActivations* act, const HnModelConfig* cfg, int maxB, int maxT,
+                                   size_t att_floats, float* base);
 /* build the parameter table and allocate parameters, gradients and activations for
  * micro-batches of up to maxB x maxT positions; HN_OK or HN_ERR */
 int hn_model_create(HnModel* m, const HnModelConfig* cfg, int maxB, int maxT);
@@ -129,7 +140,7 @@ void hn_model_init(HnModel* m, float std, uint64_t seed);
 
 /* Forward over tokens (B, T). With targets (B, T; HN_IGNORE = not counted) it computes the
  * per-position losses and returns their sum over counted positions; with grad_scale != 0
- * it also leaves in m->logits the gradient of grad_scale * (that sum), ready for
+ * it also leaves in m->act.logits the gradient of grad_scale * (that sum), ready for
  * hn_model_backward. Without targets it returns 0 and leaves logits. B <= maxB, T <= maxT. */
 double hn_model_forward(HnModel* m, const int* tokens, const int* targets, int B, int T,
                         float grad_scale);

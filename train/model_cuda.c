@@ -73,57 +73,14 @@ int hn_cuda_model_create(HnCudaModel* g, const HnModel* host, int maxB, int maxT
     if (!(g->tokens = hn_cuda_alloc(N * sizeof(int))) ||
         !(g->targets = hn_cuda_alloc(N * sizeof(int))))
         return HN_ERR;
-    if (!(g->acts = calloc((size_t)c->L, sizeof(HnCudaLayerActs))))
+    if (!(g->act.layer = calloc((size_t)c->L, sizeof(HnLayerActs))))
         return hn_error("out of memory");
-
-    /* model.c's activation layout, with lse (N * NH) in place of att (maxB * NH * maxT^2) */
-    int llama = c->arch == HN_ARCH_LLAMA;
-    size_t C = c->C, F = c->F, HS = C / c->NH;
-    size_t Q = c->NH * HS, KV = c->NKV * HS, LSE = N * c->NH;
-    size_t attn_in = llama ? Q + 2 * KV : 3 * C;
-    size_t per_layer = N * C * 5 + N * 4 + N * attn_in + LSE + N * F * (llama ? 3 : 2);
-    size_t total = N * C + per_layer * c->L + N * C + 2 * N + N * (size_t)c->Vp + N /* forward */
-                   + N * C * 4 + N * attn_in + N * F * 2;                           /* backward */
+    /* model.c's activation layout, with the attention log-sum-exp (maxB * maxT * NH) in
+     * place of the probabilities (maxB * NH * maxT^2) */
+    size_t lse = N * (size_t)c->NH;
+    size_t total = hn_model_layout_activations(&g->act, c, maxB, maxT, lse, NULL);
     if (!(g->act_mem = hn_cuda_alloc(total * sizeof(float)))) return HN_ERR;
-    float* p = g->act_mem;
-#define TAKE(ptr, n) (ptr = p, p += (n))
-    TAKE(g->encoded, N * C);
-    for (int l = 0; l < c->L; l++) {
-        HnCudaLayerActs* a = &g->acts[l];
-        TAKE(a->ln1, N * C);
-        TAKE(a->ln1_mean, N);
-        TAKE(a->ln1_rstd, N);
-        if (llama) {
-            TAKE(a->q, N * Q);
-            TAKE(a->k, N * KV);
-            TAKE(a->v, N * KV);
-        } else {
-            TAKE(a->qkv, N * 3 * C);
-        }
-        TAKE(a->atty, N * C);
-        TAKE(a->lse, LSE);
-        TAKE(a->res2, N * C);
-        TAKE(a->ln2, N * C);
-        TAKE(a->ln2_mean, N);
-        TAKE(a->ln2_rstd, N);
-        TAKE(a->fch, N * F);
-        if (llama) TAKE(a->up, N * F);
-        TAKE(a->fch_gelu, N * F);
-        TAKE(a->res3, N * C);
-    }
-    TAKE(g->lnf, N * C);
-    TAKE(g->lnf_mean, N);
-    TAKE(g->lnf_rstd, N);
-    TAKE(g->logits, N * (size_t)c->Vp);
-    TAKE(g->losses, N);
-    TAKE(g->dres, N * C);
-    TAKE(g->dln, N * C);
-    TAKE(g->dtmp, N * C);
-    TAKE(g->datty, N * C);
-    TAKE(g->dqkv, N * attn_in);
-    TAKE(g->dbig, N * F);
-    TAKE(g->dbig2, N * F);
-#undef TAKE
+    hn_model_layout_activations(&g->act, c, maxB, maxT, lse, g->act_mem);
     return hn_cuda_sync();
 }
 
@@ -137,7 +94,7 @@ void hn_cuda_model_free(HnCudaModel* g) {
     hn_cuda_free(g->act_mem);
     free(g->w.layers);
     free(g->g.layers);
-    free(g->acts);
+    free(g->act.layer);
     memset(g, 0, sizeof *g);
 }
 
@@ -167,12 +124,12 @@ int hn_cuda_model_zero_grad(HnCudaModel* g) {
 static int gpt2_block_forward(HnCudaModel* g, int l, const float* residual, int B, int T) {
     const HnModelConfig* c = &g->cfg;
     const HnLayerTensors* lw = &g->w.layers[l];
-    HnCudaLayerActs* a = &g->acts[l];
+    HnLayerActs* a = &g->act.layer[l];
     int C = c->C, N = B * T, HS = C / c->NH;
     TRY(hn_cuda_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, residual, lw->ln1w, lw->ln1b, N,
                                   C, c->eps));
     TRY(hn_cuda_matmul_forward(a->qkv, a->ln1, lw->qkvw, lw->qkvb, N, C, 3 * C));
-    TRY(hn_cuda_attention_forward(a->atty, a->lse, a->qkv, a->qkv + C, a->qkv + 2 * C, 3 * C, 3 * C,
+    TRY(hn_cuda_attention_forward(a->atty, a->att, a->qkv, a->qkv + C, a->qkv + 2 * C, 3 * C, 3 * C,
                                   B, T, c->NH, c->NH, HS));
     TRY(hn_cuda_matmul_forward(a->res2, a->atty, lw->attow, lw->attob, N, C, C));
     TRY(hn_cuda_residual_forward(a->res2, a->res2, residual, (size_t)N * C));
@@ -188,7 +145,7 @@ static int gpt2_block_forward(HnCudaModel* g, int l, const float* residual, int 
 static int llama_block_forward(HnCudaModel* g, int l, const float* residual, int B, int T) {
     const HnModelConfig* c = &g->cfg;
     const HnLayerTensors* lw = &g->w.layers[l];
-    HnCudaLayerActs* a = &g->acts[l];
+    HnLayerActs* a = &g->act.layer[l];
     int C = c->C, N = B * T, HS = C / c->NH, Q = c->NH * HS, KV = c->NKV * HS;
     TRY(hn_cuda_rmsnorm_forward(a->ln1, a->ln1_rstd, residual, lw->ln1w, N, C, c->eps));
     TRY(hn_cuda_matmul_forward(a->q, a->ln1, lw->qw, NULL, N, C, Q));
@@ -196,7 +153,7 @@ static int llama_block_forward(HnCudaModel* g, int l, const float* residual, int
     TRY(hn_cuda_matmul_forward(a->v, a->ln1, lw->vw, NULL, N, C, KV));
     TRY(hn_cuda_rope_forward(a->q, B, T, c->NH, HS, Q, 0, c->rope_theta));
     TRY(hn_cuda_rope_forward(a->k, B, T, c->NKV, HS, KV, 0, c->rope_theta));
-    TRY(hn_cuda_attention_forward(a->atty, a->lse, a->q, a->k, a->v, Q, KV, B, T, c->NH, c->NKV,
+    TRY(hn_cuda_attention_forward(a->atty, a->att, a->q, a->k, a->v, Q, KV, B, T, c->NH, c->NKV,
                                   HS));
     TRY(hn_cuda_matmul_forward(a->res2, a->atty, lw->attow, NULL, N, Q, C));
     TRY(hn_cuda_residual_forward(a->res2, a->res2, residual, (size_t)N * C));
@@ -223,48 +180,49 @@ int hn_cuda_model_forward(HnCudaModel* g, const int* tokens, const int* targets,
     TRY(hn_cuda_upload(g->tokens, tokens, (size_t)N * sizeof(int)));
     if (targets) TRY(hn_cuda_upload(g->targets, targets, (size_t)N * sizeof(int)));
 
-    TRY(hn_cuda_encoder_forward(g->encoded, g->tokens, w->wte, w->wpe, B, T, C));
-    const float* residual = g->encoded;
+    TRY(hn_cuda_encoder_forward(g->act.encoded, g->tokens, w->wte, w->wpe, B, T, C));
+    const float* residual = g->act.encoded;
     for (int l = 0; l < c->L; l++) {
         if (llama)
             TRY(llama_block_forward(g, l, residual, B, T));
         else
             TRY(gpt2_block_forward(g, l, residual, B, T));
-        residual = g->acts[l].res3;
+        residual = g->act.layer[l].res3;
     }
     if (llama)
-        TRY(hn_cuda_rmsnorm_forward(g->lnf, g->lnf_rstd, residual, w->lnfw, N, C, c->eps));
+        TRY(hn_cuda_rmsnorm_forward(g->act.lnf, g->act.lnf_rstd, residual, w->lnfw, N, C, c->eps));
     else
-        TRY(hn_cuda_layernorm_forward(g->lnf, g->lnf_mean, g->lnf_rstd, residual, w->lnfw, w->lnfb,
-                                      N, C, c->eps));
-    TRY(hn_cuda_matmul_forward(g->logits, g->lnf, w->lm_head, NULL, N, C, c->Vp));
+        TRY(hn_cuda_layernorm_forward(g->act.lnf, g->act.lnf_mean, g->act.lnf_rstd, residual,
+                                      w->lnfw, w->lnfb, N, C, c->eps));
+    TRY(hn_cuda_matmul_forward(g->act.logits, g->act.lnf, w->lm_head, NULL, N, C, c->Vp));
     if (!targets) return HN_OK;
-    return hn_cuda_crossentropy_forward(g->logits, g->losses, g->targets, N, c->V, c->Vp,
+    return hn_cuda_crossentropy_forward(g->act.logits, g->act.losses, g->targets, N, c->V, c->Vp,
                                         grad_scale, loss_sum);
 }
 
-/* ---- one block, backward: g->dres holds d(res3) on entry and d(residual) on exit ---- */
+/* ---- one block, backward: g->act.dres holds d(res3) on entry and d(residual) on exit ---- */
 
 static int gpt2_block_backward(HnCudaModel* g, int l, const float* residual, int B, int T) {
     const HnModelConfig* c = &g->cfg;
     const HnLayerTensors* lw = &g->w.layers[l];
     const HnLayerTensors* lg = &g->g.layers[l];
-    HnCudaLayerActs* a = &g->acts[l];
+    HnLayerActs* a = &g->act.layer[l];
     int C = c->C, N = B * T, F = c->F, HS = C / c->NH;
-    float *dq = g->dqkv, *dk = dq + C, *dv = dq + 2 * C;
-    TRY(hn_cuda_matmul_backward(g->dbig, lg->fcprojw, lg->fcprojb, g->dres, a->fch_gelu,
+    float *dq = g->act.dqkv, *dk = dq + C, *dv = dq + 2 * C;
+    TRY(hn_cuda_matmul_backward(g->act.dbig, lg->fcprojw, lg->fcprojb, g->act.dres, a->fch_gelu,
                                 lw->fcprojw, N, F, C));
-    TRY(hn_cuda_gelu_backward(g->dbig, a->fch, g->dbig, (size_t)N * F));
-    TRY(hn_cuda_matmul_backward(g->dln, lg->fcw, lg->fcb, g->dbig, a->ln2, lw->fcw, N, C, F));
-    TRY(hn_cuda_layernorm_backward(g->dres, lg->ln2w, lg->ln2b, g->dln, a->res2, lw->ln2w,
+    TRY(hn_cuda_gelu_backward(g->act.dbig, a->fch, g->act.dbig, (size_t)N * F));
+    TRY(hn_cuda_matmul_backward(g->act.dln, lg->fcw, lg->fcb, g->act.dbig, a->ln2, lw->fcw, N, C,
+                                F));
+    TRY(hn_cuda_layernorm_backward(g->act.dres, lg->ln2w, lg->ln2b, g->act.dln, a->res2, lw->ln2w,
                                    a->ln2_mean, a->ln2_rstd, N, C));
-    TRY(hn_cuda_matmul_backward(g->datty, lg->attow, lg->attob, g->dres, a->atty, lw->attow, N, C,
-                                C));
-    TRY(hn_cuda_attention_backward(dq, dk, dv, g->datty, a->atty, a->lse, a->qkv, a->qkv + C,
+    TRY(hn_cuda_matmul_backward(g->act.datty, lg->attow, lg->attob, g->act.dres, a->atty, lw->attow,
+                                N, C, C));
+    TRY(hn_cuda_attention_backward(dq, dk, dv, g->act.datty, a->atty, a->att, a->qkv, a->qkv + C,
                                    a->qkv + 2 * C, 3 * C, 3 * C, B, T, c->NH, c->NH, HS));
-    TRY(hn_cuda_matmul_backward(g->dln, lg->qkvw, lg->qkvb, g->dqkv, a->ln1, lw->qkvw, N, C,
+    TRY(hn_cuda_matmul_backward(g->act.dln, lg->qkvw, lg->qkvb, g->act.dqkv, a->ln1, lw->qkvw, N, C,
                                 3 * C));
-    TRY(hn_cuda_layernorm_backward(g->dres, lg->ln1w, lg->ln1b, g->dln, residual, lw->ln1w,
+    TRY(hn_cuda_layernorm_backward(g->act.dres, lg->ln1w, lg->ln1b, g->act.dln, residual, lw->ln1w,
                                    a->ln1_mean, a->ln1_rstd, N, C));
     return HN_OK;
 }
@@ -273,31 +231,35 @@ static int llama_block_backward(HnCudaModel* g, int l, const float* residual, in
     const HnModelConfig* c = &g->cfg;
     const HnLayerTensors* lw = &g->w.layers[l];
     const HnLayerTensors* lg = &g->g.layers[l];
-    HnCudaLayerActs* a = &g->acts[l];
+    HnLayerActs* a = &g->act.layer[l];
     int C = c->C, N = B * T, F = c->F, HS = C / c->NH, Q = c->NH * HS, KV = c->NKV * HS;
     size_t NC = (size_t)N * C;
-    float *dq = g->dqkv, *dk = dq + (size_t)N * Q, *dv = dk + (size_t)N * KV;
+    float *dq = g->act.dqkv, *dk = dq + (size_t)N * Q, *dv = dk + (size_t)N * KV;
     /* MLP: down, then SwiGLU, then gate and up, whose input gradients add */
-    TRY(hn_cuda_matmul_backward(g->dbig, lg->fcprojw, NULL, g->dres, a->fch_gelu, lw->fcprojw, N, F,
-                                C));
-    TRY(hn_cuda_swiglu_backward(g->dbig2, g->dbig, g->dbig, a->fch, a->up,
+    TRY(hn_cuda_matmul_backward(g->act.dbig, lg->fcprojw, NULL, g->act.dres, a->fch_gelu,
+                                lw->fcprojw, N, F, C));
+    TRY(hn_cuda_swiglu_backward(g->act.dbig2, g->act.dbig, g->act.dbig, a->fch, a->up,
                                 (size_t)N * F)); /* dgate, dup */
-    TRY(hn_cuda_matmul_backward(g->dln, lg->gatew, NULL, g->dbig2, a->ln2, lw->gatew, N, C, F));
-    TRY(hn_cuda_matmul_backward(g->dtmp, lg->fcw, NULL, g->dbig, a->ln2, lw->fcw, N, C, F));
-    TRY(hn_cuda_residual_forward(g->dln, g->dln, g->dtmp, NC));
-    TRY(hn_cuda_rmsnorm_backward(g->dres, lg->ln2w, g->dln, a->res2, lw->ln2w, a->ln2_rstd, N, C));
+    TRY(hn_cuda_matmul_backward(g->act.dln, lg->gatew, NULL, g->act.dbig2, a->ln2, lw->gatew, N, C,
+                                F));
+    TRY(hn_cuda_matmul_backward(g->act.dtmp, lg->fcw, NULL, g->act.dbig, a->ln2, lw->fcw, N, C, F));
+    TRY(hn_cuda_residual_forward(g->act.dln, g->act.dln, g->act.dtmp, NC));
+    TRY(hn_cuda_rmsnorm_backward(g->act.dres, lg->ln2w, g->act.dln, a->res2, lw->ln2w, a->ln2_rstd,
+                                 N, C));
     /* attention: o, then attention, then RoPE undone, then q, k, v, whose input gradients add */
-    TRY(hn_cuda_matmul_backward(g->datty, lg->attow, NULL, g->dres, a->atty, lw->attow, N, Q, C));
-    TRY(hn_cuda_attention_backward(dq, dk, dv, g->datty, a->atty, a->lse, a->q, a->k, a->v, Q, KV,
-                                   B, T, c->NH, c->NKV, HS));
+    TRY(hn_cuda_matmul_backward(g->act.datty, lg->attow, NULL, g->act.dres, a->atty, lw->attow, N,
+                                Q, C));
+    TRY(hn_cuda_attention_backward(dq, dk, dv, g->act.datty, a->atty, a->att, a->q, a->k, a->v, Q,
+                                   KV, B, T, c->NH, c->NKV, HS));
     TRY(hn_cuda_rope_backward(dq, B, T, c->NH, HS, Q, 0, c->rope_theta));
     TRY(hn_cuda_rope_backward(dk, B, T, c->NKV, HS, KV, 0, c->rope_theta));
-    TRY(hn_cuda_matmul_backward(g->dln, lg->qw, NULL, dq, a->ln1, lw->qw, N, C, Q));
-    TRY(hn_cuda_matmul_backward(g->dtmp, lg->kw, NULL, dk, a->ln1, lw->kw, N, C, KV));
-    TRY(hn_cuda_residual_forward(g->dln, g->dln, g->dtmp, NC));
-    TRY(hn_cuda_matmul_backward(g->dtmp, lg->vw, NULL, dv, a->ln1, lw->vw, N, C, KV));
-    TRY(hn_cuda_residual_forward(g->dln, g->dln, g->dtmp, NC));
-    TRY(hn_cuda_rmsnorm_backward(g->dres, lg->ln1w, g->dln, residual, lw->ln1w, a->ln1_rstd, N, C));
+    TRY(hn_cuda_matmul_backward(g->act.dln, lg->qw, NULL, dq, a->ln1, lw->qw, N, C, Q));
+    TRY(hn_cuda_matmul_backward(g->act.dtmp, lg->kw, NULL, dk, a->ln1, lw->kw, N, C, KV));
+    TRY(hn_cuda_residual_forward(g->act.dln, g->act.dln, g->act.dtmp, NC));
+    TRY(hn_cuda_matmul_backward(g->act.dtmp, lg->vw, NULL, dv, a->ln1, lw->vw, N, C, KV));
+    TRY(hn_cuda_residual_forward(g->act.dln, g->act.dln, g->act.dtmp, NC));
+    TRY(hn_cuda_rmsnorm_backward(g->act.dres, lg->ln1w, g->act.dln, residual, lw->ln1w, a->ln1_rstd,
+                                 N, C));
     return HN_OK;
 }
 
@@ -306,26 +268,27 @@ int hn_cuda_model_backward(HnCudaModel* g) {
     const HnTensors* w = &g->w;
     const HnTensors* gr = &g->g;
     int B = g->B, T = g->T, C = c->C, N = B * T, llama = c->arch == HN_ARCH_LLAMA;
-    const float* last = c->L ? g->acts[c->L - 1].res3 : g->encoded;
+    const float* last = c->L ? g->act.layer[c->L - 1].res3 : g->act.encoded;
 
     /* classifier (the token embedding when tied), then the final norm into the stream */
-    TRY(hn_cuda_matmul_backward(g->dln, gr->lm_head, NULL, g->logits, g->lnf, w->lm_head, N, C,
-                                c->Vp));
-    TRY(hn_cuda_zero(g->dres, (size_t)N * C));
+    TRY(hn_cuda_matmul_backward(g->act.dln, gr->lm_head, NULL, g->act.logits, g->act.lnf,
+                                w->lm_head, N, C, c->Vp));
+    TRY(hn_cuda_zero(g->act.dres, (size_t)N * C));
     if (llama)
-        TRY(hn_cuda_rmsnorm_backward(g->dres, gr->lnfw, g->dln, last, w->lnfw, g->lnf_rstd, N, C));
+        TRY(hn_cuda_rmsnorm_backward(g->act.dres, gr->lnfw, g->act.dln, last, w->lnfw,
+                                     g->act.lnf_rstd, N, C));
     else
-        TRY(hn_cuda_layernorm_backward(g->dres, gr->lnfw, gr->lnfb, g->dln, last, w->lnfw,
-                                       g->lnf_mean, g->lnf_rstd, N, C));
+        TRY(hn_cuda_layernorm_backward(g->act.dres, gr->lnfw, gr->lnfb, g->act.dln, last, w->lnfw,
+                                       g->act.lnf_mean, g->act.lnf_rstd, N, C));
 
     for (int l = c->L - 1; l >= 0; l--) {
-        const float* residual = l ? g->acts[l - 1].res3 : g->encoded;
+        const float* residual = l ? g->act.layer[l - 1].res3 : g->act.encoded;
         if (llama)
             TRY(llama_block_backward(g, l, residual, B, T));
         else
             TRY(gpt2_block_backward(g, l, residual, B, T));
     }
-    return hn_cuda_encoder_backward(gr->wte, gr->wpe, g->dres, g->tokens, B, T, C);
+    return hn_cuda_encoder_backward(gr->wte, gr->wpe, g->act.dres, g->tokens, B, T, C);
 }
 
 /* ---- the optimizer: optim.c's arithmetic on the host, the row updates on the device ---- */

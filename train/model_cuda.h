@@ -21,27 +21,6 @@
 #include "train/model.h"
 #include "train/optim.h"
 
-/* one layer's activations on the device, as HnLayerActs minus att, plus lse */
-typedef struct {
-    float* ln1;      /* (B, T, C) */
-    float* ln1_mean; /* (B, T) gpt2 */
-    float* ln1_rstd; /* (B, T) */
-    float* qkv;      /* (B, T, 3C) gpt2 */
-    float* q;        /* (B, T, NH*HS) llama, after RoPE */
-    float* k;        /* (B, T, NKV*HS) llama, after RoPE */
-    float* v;        /* (B, T, NKV*HS) llama */
-    float* atty;     /* (B, T, C) attention output, read by its backward */
-    float* lse;      /* (B, NH, T) log-sum-exp of each attention row */
-    float* res2;     /* (B, T, C) */
-    float* ln2;      /* (B, T, C) */
-    float* ln2_mean; /* (B, T) gpt2 */
-    float* ln2_rstd; /* (B, T) */
-    float* fch;      /* (B, T, F) gpt2: up before GELU; llama: gate */
-    float* up;       /* (B, T, F) llama */
-    float* fch_gelu; /* (B, T, F) */
-    float* res3;     /* (B, T, C) */
-} HnCudaLayerActs;
-
 typedef struct {
     HnModelConfig cfg;         /* normalised, copied from the CPU model */
     const HnParamTable* table; /* the CPU model's table: rows, offsets, flags (borrowed) */
@@ -56,20 +35,8 @@ typedef struct {
     int* tokens;  /* device (maxB, maxT) */
     int* targets; /* device (maxB, maxT) */
     float* act_mem;
-    float* encoded;        /* (B, T, C) */
-    HnCudaLayerActs* acts; /* host array of L, pointing into act_mem */
-    float* lnf;            /* (B, T, C) */
-    float* lnf_mean;       /* (B, T) */
-    float* lnf_rstd;       /* (B, T) */
-    float* logits;         /* (B, T, Vp); after a forward with grad_scale != 0: their gradient */
-    float* losses;         /* (B, T) */
-    float* dres;           /* (B, T, C) */
-    float* dln;            /* (B, T, C) */
-    float* dtmp;           /* (B, T, C) */
-    float* datty;          /* (B, T, C) */
-    float* dqkv;           /* (B, T, 3C) gpt2; llama: dq, dk, dv back to back */
-    float* dbig;           /* (B, T, F) */
-    float* dbig2;          /* (B, T, F) llama */
+    HnActivations act; /* model.c's layout on the device; each layer's att holds the
+                        * attention log-sum-exp (B, NH, T) instead of the probabilities */
 
     int B, T; /* of the last forward */
 } HnCudaModel;

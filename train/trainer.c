@@ -96,7 +96,7 @@ static int sample(HnModel* m, const HnTokenizer* tok, const char* prompt, int nt
         int len = ctx.n > (size_t)T ? T : (int)ctx.n;
         const int* window = ctx.ids + ctx.n - len;
         hn_model_forward(m, window, NULL, 1, len, 0.0f);
-        const float* logits = m->logits + (size_t)(len - 1) * Vp;
+        const float* logits = m->act.logits + (size_t)(len - 1) * Vp;
         float mx = logits[0];
         for (int v = 1; v < V; v++)
             mx = logits[v] > mx ? logits[v] : mx;

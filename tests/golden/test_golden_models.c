@@ -149,7 +149,7 @@ static void check_fixture(const char* file) {
     float* ref_logits = load_f32("out.logits", N * cfg.V);
     float* logits = malloc(N * cfg.V * sizeof(float));
     for (size_t i = 0; i < N; i++)
-        memcpy(logits + i * cfg.V, m.logits + i * cfg.Vp, cfg.V * sizeof(float));
+        memcpy(logits + i * cfg.V, m.act.logits + i * cfg.Vp, cfg.V * sizeof(float));
     double e = rel_err(logits, ref_logits, N * cfg.V);
     printf("logits relative error %.3g\n", e);
     CHECK(e <= 1e-5, "logits relative error %.3g > 1e-5", e);

@@ -113,7 +113,7 @@ static void test_cache_paths(const char* what, const HnModelConfig* cfg) {
     int tokens[64];
     random_tokens(tokens, T, V, 3);
     hn_model_forward(&hm, tokens, NULL, 1, T, 0.0f);
-    const float* want = hm.logits; /* (T, Vp) */
+    const float* want = hm.act.logits; /* (T, Vp) */
     float* got = malloc((size_t)T * Vp * sizeof(float));
 
     /* (a) token by token through the cache */
@@ -203,7 +203,7 @@ static void test_prefill_across_row_blocks(const char* what, const HnModelConfig
     hn_model_forward(&hm, tokens, NULL, 1, T, 0.0f);
 
     CHECK(hn_eval_forward_all(m, tokens, T, 0, got) == HN_OK, "%s: %s", what, hn_error_message());
-    double e = rel_error(got, hm.logits, T, V, Vp);
+    double e = rel_error(got, hm.act.logits, T, V, Vp);
     printf("%s: prefill of %d in blocks of %d: max relative error %.3g\n", what, T, HN_EVAL_ROWS,
            e);
     CHECK(e <= TOL, "%s: long prefill: %.3g", what, e);
@@ -211,18 +211,18 @@ static void test_prefill_across_row_blocks(const char* what, const HnModelConfig
     /* a block at pos 10 that straddles the row block boundary */
     hn_eval_forward_all(m, tokens, 10, 0, got);
     hn_eval_forward_all(m, tokens + 10, T - 10, 10, got + (size_t)10 * Vp);
-    e = rel_error(got, hm.logits, T, V, Vp);
+    e = rel_error(got, hm.act.logits, T, V, Vp);
     printf("%s: prefill 10 then a block of %d: max relative error %.3g\n", what, T - 10, e);
     CHECK(e <= TOL, "%s: long block at pos 10: %.3g", what, e);
 
     /* the last row's logits after a long prefill */
     const float* l = hn_eval_forward(m, tokens, T, 0);
-    e = l ? rel_error(l, hm.logits + (size_t)(T - 1) * Vp, 1, V, Vp) : 1.0;
+    e = l ? rel_error(l, hm.act.logits + (size_t)(T - 1) * Vp, 1, V, Vp) : 1.0;
     CHECK(e <= TOL, "%s: last row of a long prefill: %.3g", what, e);
 
     /* block-by-block NLL, with one ignored target, against the reference logits */
     targets[HN_EVAL_ROWS + 3] = HN_IGNORE;
-    double nll, want = hn_crossentropy_forward(hm.logits, losses, targets, T, V, Vp, 0.0f);
+    double nll, want = hn_crossentropy_forward(hm.act.logits, losses, targets, T, V, Vp, 0.0f);
     CHECK(hn_eval_forward_nll(m, tokens, targets, T, 0, &nll) == HN_OK, "%s: nll: %s", what,
           hn_error_message());
     printf("%s: nll over %d rows %.6f, reference %.6f\n", what, T, nll, want);
@@ -256,7 +256,7 @@ static void test_context_cap(const char* what, const HnModelConfig* cfg) {
     float* got = malloc((size_t)cap * Vp * sizeof(float));
     hn_eval_forward_all(m, tokens, cap - 1, 0, got);
     copy_row(got + (size_t)(cap - 1) * Vp, hn_eval_forward(m, tokens + cap - 1, 1, cap - 1), Vp);
-    double e = rel_error(got, hm.logits, cap, V, Vp);
+    double e = rel_error(got, hm.act.logits, cap, V, Vp);
     printf("%s: capped at %d of %d: max relative error %.3g\n", what, cap, T, e);
     CHECK(e <= TOL, "%s: capped: %.3g", what, e);
     hn_error_clear();

@@ -91,7 +91,7 @@ static double ref_loglik(HnModel* hm, const int* ctx, int nctx, const int* ch, i
     hn_model_forward(hm, seq, NULL, 1, nctx + nch, 0.0f);
     double ll = 0.0;
     for (int j = 0; j < nch; j++)
-        ll += log_prob(hm->logits + (size_t)(nctx - 1 + j) * hm->cfg.Vp, hm->cfg.V, ch[j]);
+        ll += log_prob(hm->act.logits + (size_t)(nctx - 1 + j) * hm->cfg.Vp, hm->cfg.V, ch[j]);
     return ll;
 }
 
@@ -260,7 +260,7 @@ static void test_scoring(HnArch arch) {
         int len = 2 * T + 5 - start < T ? 2 * T + 5 - start : T;
         hn_model_forward(&hm, ids + start, NULL, 1, len, 0.0f);
         for (int t = 0; t < len; t++)
-            want -= log_prob(hm.logits + (size_t)t * hm.cfg.Vp, V, ids[start + t + 1]);
+            want -= log_prob(hm.act.logits + (size_t)t * hm.cfg.Vp, V, ids[start + t + 1]);
     }
     CHECK(count == 2 * T + 5, "targets scored %zu, want %d", count, 2 * T + 5);
     CHECK(hn_close(nll, want, 1e-5, 0), "nll %.6f vs %.6f", nll, want);
@@ -327,7 +327,7 @@ static void ref_greedy(HnModel* hm, const char* prompt, int max, char* out) {
     int seq[256], n = byte_ids(prompt, seq), k = 0;
     for (int i = 0; i < max; i++) {
         hn_model_forward(hm, seq, NULL, 1, n, 0.0f);
-        const float* row = hm->logits + (size_t)(n - 1) * hm->cfg.Vp;
+        const float* row = hm->act.logits + (size_t)(n - 1) * hm->cfg.Vp;
         int best = 0;
         for (int v = 1; v < hm->cfg.V; v++)
             if (row[v] > row[best]) best = v;
