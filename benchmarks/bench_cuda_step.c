@@ -33,6 +33,7 @@ int main(void) {
 #include <string.h>
 #include <time.h>
 
+#include "benchmarks/bench.h"
 #include "core/error.h"
 #include "kernels/cuda/cuda.h"
 #include "kernels/cuda/ops_cuda.h"
@@ -42,22 +43,6 @@ int main(void) {
 
 #define PEAK_BF16_TFLOPS 989.0
 #define PEAK_FP32_TFLOPS 67.0
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void* a, const void* b) {
-    double x = *(const double*)a, y = *(const double*)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double* x, int n) {
-    qsort(x, (size_t)n, sizeof *x, cmp_double);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
 
 static int fail(const char* what) {
     fprintf(stderr, "bench_cuda_step: %s: %s\n", what, hn_error_message());
@@ -84,13 +69,14 @@ static int gemm_step(HnCudaModel* g, int B, int T) {
             linear(a->res3, a->fch_gelu, w->fcprojw, g->act.dbig, d->fcprojw, N, F, C) != HN_OK)
             return HN_ERR;
     }
-    if (linear(g->act.logits, g->act.lnf, g->w.lm_head, g->act.dln, g->g.lm_head, N, C, g->cfg.Vp) != HN_OK)
+    if (linear(g->act.logits, g->act.lnf, g->w.lm_head, g->act.dln, g->g.lm_head, N, C,
+               g->cfg.Vp) != HN_OK)
         return HN_ERR;
     return hn_cuda_sync();
 }
 
-static int train_step(HnCudaModel* g, HnOptimizer* o, const int* tokens, const int* targets,
-                      int B, int T, double* loss) {
+static int train_step(HnCudaModel* g, HnOptimizer* o, const int* tokens, const int* targets, int B,
+                      int T, double* loss) {
     double sum, norm;
     float lr;
     if (hn_cuda_model_forward(g, tokens, targets, B, T, 1.0f / (float)(B * T), &sum) != HN_OK ||
@@ -125,11 +111,23 @@ int main(int argc, char** argv) {
     }
     if (hn_cuda_init(0) != HN_OK) return fail("hn_cuda_init");
 
-    HnModelConfig cfg = {.L = 12, .C = 768, .NH = 12, .V = 50257,
-                         .Vp = hn_model_padded_vocab(50257), .maxT = 1024, .eps = 1e-5f};
-    HnOptimConfig oc = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f,
-                        .weight_decay = 0.1f, .clip = 1.0f, .min_lr_ratio = 0.1f,
-                        .warmup = 0, .steps = 1000, .schedule = HN_SCHED_COSINE};
+    HnModelConfig cfg = {.L = 12,
+                         .C = 768,
+                         .NH = 12,
+                         .V = 50257,
+                         .Vp = hn_model_padded_vocab(50257),
+                         .maxT = 1024,
+                         .eps = 1e-5f};
+    HnOptimConfig oc = {.lr = 1e-4f,
+                        .beta1 = 0.9f,
+                        .beta2 = 0.95f,
+                        .eps = 1e-8f,
+                        .weight_decay = 0.1f,
+                        .clip = 1.0f,
+                        .min_lr_ratio = 0.1f,
+                        .warmup = 0,
+                        .steps = 1000,
+                        .schedule = HN_SCHED_COSINE};
     /* the host model holds the table and the initial weights only: no host activations */
     HnModel m;
     HnOptimizer opt;

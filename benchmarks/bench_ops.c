@@ -4,6 +4,7 @@
  * step's non-GEMM time against its GEMM time: the target is a step within 1.25x its GEMMs.
  * Usage: bench_ops [threads]
  */
+#include "benchmarks/bench.h"
 #include "kernels/ops.h"
 #include "core/rng.h"
 
@@ -18,30 +19,9 @@ enum { B = 4, T = 64, N = B * T, C = 768, NH = 12, L = 12, V = 50257, Vp = 50304
 
 static HnRng rng;
 
-static float* randn(size_t n, float scale) {
-    float* p = malloc(n * sizeof *p);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    for (size_t i = 0; i < n; i++)
-        p[i] = scale * hn_rng_normal(&rng);
-    return p;
+static float* randn_(size_t n, float scale) {
+    return bench_randn(&rng, n, scale);
 }
-
-/* fastest of a few runs, in ms; the fastest is the least disturbed by the machine */
-#define TIME_MS(result, reps, stmt)                                                                \
-    do {                                                                                           \
-        stmt;                                                                                      \
-        double best_ = 1e30;                                                                       \
-        for (int r_ = 0; r_ < (reps); r_++) {                                                      \
-            double t0_ = omp_get_wtime();                                                          \
-            stmt;                                                                                  \
-            double dt_ = (omp_get_wtime() - t0_) * 1e3;                                            \
-            best_ = dt_ < best_ ? dt_ : best_;                                                     \
-        }                                                                                          \
-        (result) = best_;                                                                          \
-    } while (0)
 
 static double total_ops, total_gemm;
 
@@ -52,9 +32,9 @@ static void report(const char* name, double ms, int per_step, double* total) {
 
 /* one linear layer's three GEMMs, as matmul_forward/backward issue them */
 static void time_gemms(const char* name, int OC, int IC, int per_step, int reps) {
-    float *inp = randn((size_t)N * IC, 1), *w = randn((size_t)OC * IC, 0.02f);
-    float *out = randn((size_t)N * OC, 1), *dw = randn((size_t)OC * IC, 0),
-          *din = randn((size_t)N * IC, 0);
+    float *inp = randn_((size_t)N * IC, 1), *w = randn_((size_t)OC * IC, 0.02f);
+    float *out = randn_((size_t)N * OC, 1), *dw = randn_((size_t)OC * IC, 0),
+          *din = randn_((size_t)N * IC, 0);
     double f, bd, bw;
     TIME_MS(f, reps,
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC,
@@ -88,10 +68,10 @@ int main(int argc, char** argv) {
     /* ---- everything else ---- */
     const int reps = 20;
     double ms;
-    float *x = randn((size_t)N * 4 * C, 1), *y = randn((size_t)N * 4 * C, 1);
-    float *z = randn((size_t)N * 4 * C, 1), *w = randn(4 * C, 1), *bias = randn(4 * C, 1);
-    float *mean = randn(N, 1), *rstd = randn(N, 1);
-    float *wte = randn((size_t)Vp * C, 0.02f), *wpe = randn((size_t)1024 * C, 0.02f);
+    float *x = randn_((size_t)N * 4 * C, 1), *y = randn_((size_t)N * 4 * C, 1);
+    float *z = randn_((size_t)N * 4 * C, 1), *w = randn_(4 * C, 1), *bias = randn_(4 * C, 1);
+    float *mean = randn_(N, 1), *rstd = randn_(N, 1);
+    float *wte = randn_((size_t)Vp * C, 0.02f), *wpe = randn_((size_t)1024 * C, 0.02f);
     int* tokens = malloc(N * sizeof *tokens);
     for (int i = 0; i < N; i++)
         tokens[i] = (int)hn_rng_below(&rng, V);
@@ -106,7 +86,7 @@ int main(int argc, char** argv) {
     TIME_MS(ms, reps, hn_layernorm_backward(z, w + C, bias + C, y, x, w, mean, rstd, N, C));
     report("layernorm_backward", ms, 2 * L + 1, &total_ops);
 
-    float *att = randn((size_t)B * NH * T * T, 1), *qkv = randn((size_t)N * 3 * C, 1);
+    float *att = randn_((size_t)B * NH * T * T, 1), *qkv = randn_((size_t)N * 3 * C, 1);
     TIME_MS(ms, reps, hn_attention_forward(x, att, qkv, B, T, C, NH));
     report("attention_forward", ms, L, &total_ops);
     TIME_MS(ms, reps, hn_attention_backward(z, y, qkv, att, B, T, C, NH));
@@ -120,14 +100,14 @@ int main(int argc, char** argv) {
     report("residual_forward", ms, 2 * L, &total_ops);
 
     /* the bias work matmul adds around its GEMMs: a prefill forward, column sums backward */
-    float* dbias = randn(4 * C, 0);
+    float* dbias = randn_(4 * C, 0);
     TIME_MS(ms, reps,
             for (int i = 0; i < N; i++) memcpy(z + (size_t)i * 4 * C, bias, 4 * C * sizeof(float)));
     report("matmul bias prefill (N x 3072, memcpy)", ms, 2 * L, &total_ops);
     TIME_MS(ms, reps, hn_matmul_backward(NULL, NULL, dbias, x, y, w, N, C, 4 * C));
     report("matmul dbias (N x 3072)", ms, 2 * L, &total_ops);
 
-    float* logits = randn((size_t)N * Vp, 3);
+    float* logits = randn_((size_t)N * Vp, 3);
     float* saved = malloc((size_t)N * Vp * sizeof *saved);
     memcpy(saved, logits, (size_t)N * Vp * sizeof *saved);
     float* losses = malloc(N * sizeof *losses);
@@ -143,7 +123,7 @@ int main(int argc, char** argv) {
     report("crossentropy_forward (+grad)", ms - copy_ms, 1, &total_ops);
     free(logits), free(saved);
 
-    float *p = randn(NPARAMS, 0.02f), *g = randn(NPARAMS, 0.01f);
+    float *p = randn_(NPARAMS, 0.02f), *g = randn_(NPARAMS, 0.01f);
     float *m = calloc(NPARAMS, sizeof *m), *v = calloc(NPARAMS, sizeof *v);
     TIME_MS(ms, 3, hn_sum_squares(g, NPARAMS));
     report("sum_squares (124M)", ms, 1, &total_ops);

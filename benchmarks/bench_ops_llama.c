@@ -7,6 +7,7 @@
  * (hn_attention_*, NH=9 kv heads).
  * Usage: bench_ops_llama [threads]
  */
+#include "benchmarks/bench.h"
 #include "kernels/ops.h"
 #include "core/rng.h"
 
@@ -20,30 +21,9 @@ enum { QKV = (NH + 2 * NKV) * HS };
 
 static HnRng rng;
 
-static float* randn(size_t n, float scale) {
-    float* p = malloc(n * sizeof *p);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    for (size_t i = 0; i < n; i++)
-        p[i] = scale * hn_rng_normal(&rng);
-    return p;
+static float* randn_(size_t n, float scale) {
+    return bench_randn(&rng, n, scale);
 }
-
-/* fastest of a few runs, in ms; the fastest is the least disturbed by the machine */
-#define TIME_MS(result, reps, stmt)                                                                \
-    do {                                                                                           \
-        stmt;                                                                                      \
-        double best_ = 1e30;                                                                       \
-        for (int r_ = 0; r_ < (reps); r_++) {                                                      \
-            double t0_ = omp_get_wtime();                                                          \
-            stmt;                                                                                  \
-            double dt_ = (omp_get_wtime() - t0_) * 1e3;                                            \
-            best_ = dt_ < best_ ? dt_ : best_;                                                     \
-        }                                                                                          \
-        (result) = best_;                                                                          \
-    } while (0)
 
 static double total;
 
@@ -62,9 +42,9 @@ int main(int argc, char** argv) {
            "%d threads\n",
            N, C, NH, NKV, HS, FFN, threads);
     const size_t nffn = (size_t)N * FFN, natt = (size_t)B * NH * T * T;
-    float *x = randn(nffn, 1), *y = randn(nffn, 1), *z = randn(nffn, 1), *u = randn(nffn, 1);
-    float* w = randn(3 * C, 1);
-    float *mean = randn(N, 0), *rstd = randn(N, 0);
+    float *x = randn_(nffn, 1), *y = randn_(nffn, 1), *z = randn_(nffn, 1), *u = randn_(nffn, 1);
+    float* w = randn_(3 * C, 1);
+    float *mean = randn_(N, 0), *rstd = randn_(N, 0);
     double ms, base;
 
     TIME_MS(base, reps, hn_layernorm_forward(y, mean, rstd, x, w, w + C, N, C, 1e-5f));
@@ -93,8 +73,8 @@ int main(int argc, char** argv) {
     TIME_MS(ms, reps, hn_swiglu_backward(z, u, y, x, y, nffn));
     report("swiglu_backward", ms, "gelu_backward", base, L);
 
-    float *qkv = randn((size_t)N * 3 * C, 1), *dqkv = randn((size_t)N * 3 * C, 0);
-    float *att = randn(natt, 0), *out = randn((size_t)N * C, 0), *dout = randn((size_t)N * C, 1);
+    float *qkv = randn_((size_t)N * 3 * C, 1), *dqkv = randn_((size_t)N * 3 * C, 0);
+    float *att = randn_(natt, 0), *out = randn_((size_t)N * C, 0), *dout = randn_((size_t)N * C, 1);
     const float *q = qkv, *k = qkv + NH * HS, *v = k + NKV * HS;
     float *dq = dqkv, *dk = dqkv + NH * HS, *dv = dk + NKV * HS;
     TIME_MS(base, 5, hn_attention_forward(out, att, qkv, B, T, C, NH));

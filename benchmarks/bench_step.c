@@ -15,26 +15,11 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "benchmarks/bench.h"
 #include "core/error.h"
 #include "kernels/ops.h"
 #include "train/model.h"
 #include "train/optim.h"
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void* a, const void* b) {
-    double x = *(const double*)a, y = *(const double*)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double* x, int n) {
-    qsort(x, (size_t)n, sizeof *x, cmp_double);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
 
 /* the three GEMMs of one linear layer's forward and backward, as kernels/cpu/matmul.c
  * issues them: out = inp W^T; dinp = dout W; dW += dout^T inp */

@@ -26,26 +26,6 @@ static const char* HELP =
     "every row with its shape, dtype and size, and what is trainable. Exits 1\n"
     "if a checkpoint's rows do not match its config.\n";
 
-static const char* dtype_name(HnH5Type t) {
-    switch (t) {
-    case HN_H5_F32:
-        return "f32";
-    case HN_H5_BF16:
-        return "bf16";
-    case HN_H5_I32:
-        return "i32";
-    case HN_H5_U32:
-        return "u32";
-    case HN_H5_I64:
-        return "i64";
-    case HN_H5_U64:
-        return "u64";
-    case HN_H5_U8:
-        return "u8";
-    }
-    return "?";
-}
-
 static void fmt_shape(char* out, size_t n, int ndim, const int64_t* shape) {
     int k = snprintf(out, n, "(");
     for (int d = 0; d < ndim && k < (int)n; d++)
@@ -107,7 +87,7 @@ static int inspect_checkpoint(const char* path) {
         snprintf(path_buf, sizeof path_buf, "/optim/m/%s", r->name);
         int has_state = hn_h5_exists(f, path_buf);
         fmt_shape(shape_buf, sizeof shape_buf, ndim, shape);
-        printf("%-36s %-16s %-5s %12zu  %s%s\n", r->name, shape_buf, dtype_name(ty), r->numel,
+        printf("%-36s %-16s %-5s %12zu  %s%s\n", r->name, shape_buf, hn_h5_type_name(ty), r->numel,
                has_state ? "yes (AdamW state)" : "no",
                same ? "" : "   <- config needs another shape");
         bad += !same;
@@ -153,7 +133,7 @@ static int inspect_safetensors(const char* path) {
 }
 
 static const char* gguf_type_name(HnGgufType t) {
-    static const char* names[] = {"u8",  "i8",     "u16",   "i16", "u32", "i32", "f32",
+    static const char* names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
                                   "bool", "string", "array", "u64", "i64", "f64"};
     return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
@@ -178,7 +158,8 @@ static int inspect_gguf(const char* path) {
             printf("\"%.*s\"%s\n", (int)(show < 60 ? show : 60), sv, show < len ? "..." : "");
         } else if (type == HN_GGUF_ARRAY && hn_gguf_get_arr(g, key, &elem, &n) == HN_OK) {
             printf("[%llu x %s]\n", (unsigned long long)n, gguf_type_name(elem));
-        } else if ((type == HN_GGUF_FLOAT32 || type == HN_GGUF_FLOAT64) && hn_gguf_get_float(g, key, &fv) == HN_OK) {
+        } else if ((type == HN_GGUF_FLOAT32 || type == HN_GGUF_FLOAT64) &&
+                   hn_gguf_get_float(g, key, &fv) == HN_OK) {
             printf("%g\n", fv);
         } else if (hn_gguf_get_int(g, key, &iv) == HN_OK) {
             printf("%lld\n", (long long)iv);
@@ -191,7 +172,8 @@ static int inspect_gguf(const char* path) {
     for (int i = 0; i < hn_gguf_tensor_count(g); i++) {
         const HnGgufTensor* t = hn_gguf_tensor(g, i);
         int64_t dims[4];
-        for (int d = 0; d < t->ndim; d++) dims[d] = t->dims[d];
+        for (int d = 0; d < t->ndim; d++)
+            dims[d] = t->dims[d];
         char shape[64];
         fmt_shape(shape, sizeof shape, t->ndim, dims);
         printf("%-40s %-22s %-6s %12zu\n", t->name, shape, hn_gguf_type_name(t->type), t->numel);
@@ -214,9 +196,12 @@ int hn_cmd_inspect(int argc, char** argv) {
     const char* path = argv[0];
     size_t len = strlen(path);
     int rc;
-    if (len > 12 && strcmp(path + len - 12, ".safetensors") == 0) rc = inspect_safetensors(path);
-    else if (len > 5 && strcmp(path + len - 5, ".gguf") == 0) rc = inspect_gguf(path);
-    else rc = inspect_checkpoint(path);
+    if (len > 12 && strcmp(path + len - 12, ".safetensors") == 0)
+        rc = inspect_safetensors(path);
+    else if (len > 5 && strcmp(path + len - 5, ".gguf") == 0)
+        rc = inspect_gguf(path);
+    else
+        rc = inspect_checkpoint(path);
     if (rc != HN_OK) {
         fflush(stdout);
         fprintf(stderr, "hone: error: %s\n", hn_error_message());

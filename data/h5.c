@@ -130,7 +130,7 @@ static void h5_close(hid_t id) {
 
 /* ---- element types ---- */
 
-static const char* h5_type_name(HnH5Type t) {
+const char* hn_h5_type_name(HnH5Type t) {
     switch (t) {
     case HN_H5_F32:
         return "f32";
@@ -608,7 +608,7 @@ int hn_h5_write(HnH5* f, const char* path, HnH5Type type, const void* data, int 
                        ? h5_write_bf16(dset, ftype, data, ndim, dims, numel, rows_per)
                        : H5Dwrite(dset, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
         if (w < 0)
-            rc = h5_fail(f->path, path, "cannot write %zu %s values", numel, h5_type_name(type));
+            rc = h5_fail(f->path, path, "cannot write %zu %s values", numel, hn_h5_type_name(type));
     }
     h5_close(dset);
     h5_close(dcpl);
@@ -699,7 +699,7 @@ static int h5_read_data(const HnH5* f, const char* path, hid_t dset, hid_t ftype
         return h5_fail(f->path, path, "unsupported dtype %s", desc);
     if (!want_float && (cls != H5T_INTEGER || H5Tget_size(ftype) > 8))
         return h5_fail(f->path, path, "stored as %s, cannot be read as %s", desc,
-                       h5_type_name(type));
+                       hn_h5_type_name(type));
     if (numel == 0) return HN_OK;
     if (!dst) return h5_fail(f->path, path, "no buffer to read into");
     if (want_float) {
@@ -719,7 +719,7 @@ static int h5_read_data(const HnH5* f, const char* path, hid_t dset, hid_t ftype
     if (overflowed) {
         H5Eclear2(H5E_DEFAULT);
         return h5_fail(f->path, path, "a stored %s value does not fit in %s", desc,
-                       h5_type_name(type));
+                       hn_h5_type_name(type));
     }
     return h5_fail(f->path, path, "cannot read %zu values", numel);
 }

@@ -76,6 +76,8 @@ int hn_h5_shape(HnH5* f, const char* path, int* ndim, int64_t* shape);
 int hn_h5_read(HnH5* f, const char* path, HnH5Type type, void* dst, size_t numel);
 /* the stored element type of a dataset; other types (f64, f16, i16...) are an error */
 int hn_h5_dtype(HnH5* f, const char* path, HnH5Type* type);
+/* "f32", "bf16", "i32", ... (for messages and listings) */
+const char* hn_h5_type_name(HnH5Type type);
 /* read one-value attributes; a string (variable or fixed length) comes back malloc'd
  * (caller frees); an i64 may be stored as any integer type whose value fits, an f64 as any
  * float type */

@@ -309,14 +309,8 @@ int hn_cuda_model_grad_norm(HnCudaModel* g, double* norm) {
 int hn_cuda_model_step(HnCudaModel* g, HnOptimizer* o, double grad_norm, float* lr_out) {
     const HnOptimConfig* c = &o->cfg;
     const HnParamTable* t = g->table;
-    float lr = hn_optim_lr(c, o->t);
-    o->t++;
-    /* torch.nn.utils.clip_grad_norm_: scale by clip / (norm + 1e-6) when that is below 1 */
-    float scale = 1.0f;
-    if (c->clip > 0.0f) {
-        double coef = c->clip / (grad_norm + 1e-6);
-        if (coef < 1.0) scale = (float)coef;
-    }
+    float scale;
+    float lr = hn_optim_begin_step(o, grad_norm, &scale);
     for (int i = 0; i < t->n; i++) {
         const HnParamRow* r = &t->rows[i];
         if (!r->trainable) continue;

@@ -40,16 +40,23 @@ double hn_optim_grad_norm(const HnParamTable* t, const float* grads) {
     return sqrt(ss);
 }
 
-float hn_optim_step(HnOptimizer* o, HnParamTable* t, float* grads, double grad_norm) {
+float hn_optim_begin_step(HnOptimizer* o, double grad_norm, float* grad_scale) {
     const HnOptimConfig* c = &o->cfg;
     float lr = hn_optim_lr(c, o->t);
     o->t++;
     /* torch.nn.utils.clip_grad_norm_: scale by clip / (norm + 1e-6) when that is below 1 */
-    float scale = 1.0f;
+    *grad_scale = 1.0f;
     if (c->clip > 0.0f) {
         double coef = c->clip / (grad_norm + 1e-6);
-        if (coef < 1.0) scale = (float)coef;
+        if (coef < 1.0) *grad_scale = (float)coef;
     }
+    return lr;
+}
+
+float hn_optim_step(HnOptimizer* o, HnParamTable* t, float* grads, double grad_norm) {
+    const HnOptimConfig* c = &o->cfg;
+    float scale;
+    float lr = hn_optim_begin_step(o, grad_norm, &scale);
     for (int i = 0; i < t->n; i++) {
         const HnParamRow* r = &t->rows[i];
         if (!r->trainable) continue;

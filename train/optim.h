@@ -29,6 +29,10 @@ void hn_optim_free(HnOptimizer* o);
 float hn_optim_lr(const HnOptimConfig* cfg, int step);
 /* L2 norm of the gradients of the trainable rows (deterministic) */
 double hn_optim_grad_norm(const HnParamTable* t, const float* grads);
+/* count one more step and return its learning rate; *grad_scale gets the clipping factor
+ * for grad_norm (1 when no clipping applies). hn_optim_step and the CUDA model's step both
+ * start here. */
+float hn_optim_begin_step(HnOptimizer* o, double grad_norm, float* grad_scale);
 /* clip to cfg.clip using grad_norm, update every trainable row, zero the gradients;
  * returns the learning rate used */
 float hn_optim_step(HnOptimizer* o, HnParamTable* t, float* grads, double grad_norm);
