@@ -38,10 +38,14 @@ typedef struct {
 #define KEY(sec, field, type, def, choices, meaning) \
     {#sec "." #field, type, offsetof(HnConfig, sec.field), sizeof(((HnConfig*)0)->sec.field), \
      def, choices, meaning}
+/* keys of one method inside the peft section are written "peft.<method>.<key>" */
 /* clang-format on */
 
 /* grouped by section, in SECTIONS order: the writer and the doc print them as listed */
 static const Key KEYS[] = {
+    KEY(model, from, KEY_STR, "", NULL,
+        "base checkpoint (hone import / hone train output) to start from; its shape and "
+        "tokenizer replace the model keys below"),
     KEY(model, arch, KEY_STR, "gpt2", "gpt2|llama",
         "gpt2 (LayerNorm, GELU, learned positions) or llama (RMSNorm, SwiGLU, RoPE, GQA)"),
     KEY(model, layers, KEY_INT, "4", NULL, "transformer blocks (L)"),
@@ -84,6 +88,26 @@ static const Key KEYS[] = {
     KEY(optim, no_decay, KEY_STRLIST, "\"*.bias\", \"*norm*\", \"*embed*\"", NULL,
         "fnmatch patterns of parameter names that get no weight decay"),
 
+    KEY(peft, methods, KEY_STRLIST, "", NULL,
+        "parameter-efficient methods (lora, ia3, bitfit), each at most once; their base is "
+        "frozen; empty = full fine-tuning. YAML also takes the list form `- lora: {rank: 8}`"),
+    KEY(peft, lora.targets, KEY_STRLIST, "", NULL,
+        "LoRA sites (attn.qkv, attn.q, attn.k, attn.v, attn.o, mlp.up, mlp.gate, mlp.down; "
+        "fnmatch patterns, optionally layers.N.-prefixed); empty = gpt2 attn.qkv, llama attn.q, "
+        "attn.v"),
+    KEY(peft, lora.rank, KEY_INT, "8", NULL, "LoRA rank r"),
+    KEY(peft, lora.alpha, KEY_FLOAT, "8", NULL, "LoRA alpha: the update is scaled by alpha / r"),
+    KEY(peft, lora.dropout, KEY_FLOAT, "0", NULL,
+        "dropout on the LoRA branch's input while training, in [0, 1)"),
+    KEY(peft, lora.rslora, KEY_BOOL, "false", NULL,
+        "rank-stabilised scaling alpha / sqrt(r) (Kalajdzievski 2023)"),
+    KEY(peft, lora.dora, KEY_BOOL, "false", NULL,
+        "DoRA: a learned magnitude per output over the LoRA-updated direction (Liu et al. 2024)"),
+    KEY(peft, ia3.targets, KEY_STRLIST, "", NULL,
+        "IA3 sites; empty = gpt2 attn.qkv, mlp.down; llama attn.k, attn.v, mlp.down"),
+    KEY(peft, ia3.feedforward, KEY_STRLIST, "mlp.down", NULL,
+        "IA3 sites among the targets that scale their input instead of their output"),
+
     KEY(train, steps, KEY_INT, "100", NULL, "optimizer steps"),
     KEY(train, seed, KEY_INT, "1337", NULL, "seed of the initialisation, shuffling and sampling"),
     KEY(train, device, KEY_STR, "auto", "auto|cpu|cuda",
@@ -113,6 +137,7 @@ static const struct {
     {"tokenizer", "how text becomes token ids"},
     {"data", "the shards and how they are cut into batches"},
     {"optim", "AdamW and its learning-rate schedule"},
+    {"peft", "parameter-efficient methods on a frozen base"},
     {"train", "the run: its length, device, output, logging, evaluation and sampling"},
 };
 #define NSECTIONS ((int)(sizeof SECTIONS / sizeof SECTIONS[0]))
@@ -560,6 +585,126 @@ static int load_section(Loader* L, const char* section, yaml_node_t* node) {
     return HN_OK;
 }
 
+/* ---- the peft section: a list of methods, or a mapping ----
+ *
+ *   peft:                                  peft:
+ *     - lora: {rank: 8, targets: [attn.q]}   methods: [lora, bitfit]
+ *     - bitfit                               lora: {rank: 8}
+ *
+ * In the list form the items name the methods in order. In the mapping form `methods`
+ * decides when it is given; otherwise each method written as a key is enabled. */
+
+static const char* const PEFT_METHODS[] = {"lora", "ia3", "bitfit"};
+#define NPEFT_METHODS ((int)(sizeof PEFT_METHODS / sizeof PEFT_METHODS[0]))
+
+static int peft_method_index(const char* name) {
+    for (int i = 0; i < NPEFT_METHODS; i++)
+        if (strcmp(PEFT_METHODS[i], name) == 0) return i;
+    return -1;
+}
+
+static int unknown_method(const char* loc, const char* name) {
+    char s[64];
+    return fail(loc, "unknown peft method '%s' (hone has lora, ia3 and bitfit; DoRA and rsLoRA "
+                     "are lora options: dora: true, rslora: true)",
+                shown(name, s));
+}
+
+/* a method's options: a mapping of its keys, or nothing (null, "", true) */
+static int load_method_options(Loader* L, const char* method, yaml_node_t* node) {
+    char loc[600], sub[64];
+    where(L, node, loc, sizeof loc);
+    if (node->type == YAML_SCALAR_NODE) {
+        const char* v = (const char*)node->data.scalar.value;
+        if (is_empty_plain(node) || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+            strcmp(v, "true") == 0 || strcmp(v, "{}") == 0)
+            return HN_OK;
+        return fail(loc, "peft method %s: expected a mapping of its options", method);
+    }
+    if (node->type != YAML_MAPPING_NODE)
+        return fail(loc, "peft method %s: expected a mapping of its options, got a list", method);
+    snprintf(sub, sizeof sub, "peft.%s", method);
+    return load_section(L, sub, node);
+}
+
+static int peft_list_add(Loader* L, const char* method, const char* loc) {
+    HnStrList* list = &L->cfg->peft.methods;
+    if (peft_method_index(method) < 0) return unknown_method(loc, method);
+    for (int i = 0; i < list->n; i++)
+        if (strcmp(list->item[i], method) == 0)
+            return fail(loc, "peft method %s is listed twice", method);
+    if (list->n == HN_MAX_LIST) return fail(loc, "too many peft methods");
+    snprintf(list->item[list->n++], HN_STR, "%s", method);
+    return HN_OK;
+}
+
+static int load_peft(Loader* L, yaml_node_t* node) {
+    char loc[600], full[160];
+    where(L, node, loc, sizeof loc);
+    if (is_empty_plain(node)) return HN_OK;
+    int mi = (int)(key_find("peft.methods") - KEYS);
+    if (node->type == YAML_SEQUENCE_NODE) {
+        L->cfg->peft.methods.n = 0;
+        L->key_line[mi] = line_of(node);
+        for (yaml_node_item_t* it = node->data.sequence.items.start;
+             it < node->data.sequence.items.top; it++) {
+            yaml_node_t* item = yaml_document_get_node(L->doc, *it);
+            where(L, item, loc, sizeof loc);
+            if (item->type == YAML_SCALAR_NODE) {
+                const char* name = scalar_text(L, item, "a peft method");
+                if (!name || peft_list_add(L, name, loc) != HN_OK) return HN_ERR;
+                continue;
+            }
+            if (item->type != YAML_MAPPING_NODE ||
+                item->data.mapping.pairs.top - item->data.mapping.pairs.start != 1)
+                return fail(loc, "each peft item is one method: `- lora: {rank: 8}` or `- bitfit`");
+            yaml_node_pair_t* pair = item->data.mapping.pairs.start;
+            const char* name =
+                scalar_text(L, yaml_document_get_node(L->doc, pair->key), "a peft method");
+            if (!name || peft_list_add(L, name, loc) != HN_OK ||
+                load_method_options(L, name, yaml_document_get_node(L->doc, pair->value)) != HN_OK)
+                return HN_ERR;
+        }
+        return HN_OK;
+    }
+    if (node->type != YAML_MAPPING_NODE)
+        return fail(loc, "section 'peft' must be a list of methods or a mapping");
+    int explicit_methods = 0, seen[NPEFT_METHODS] = {0};
+    for (yaml_node_pair_t* pair = node->data.mapping.pairs.start;
+         pair < node->data.mapping.pairs.top; pair++) {
+        yaml_node_t* key = yaml_document_get_node(L->doc, pair->key);
+        yaml_node_t* value = yaml_document_get_node(L->doc, pair->value);
+        const char* name = scalar_text(L, key, "a key");
+        if (!name) return HN_ERR;
+        where(L, key, loc, sizeof loc);
+        int m = peft_method_index(name);
+        if (m >= 0) {
+            if (seen[m]) return fail(loc, "duplicate key 'peft.%s'", name);
+            seen[m] = 1;
+            if (load_method_options(L, name, value) != HN_OK) return HN_ERR;
+            continue;
+        }
+        snprintf(full, sizeof full, "peft.%s", name);
+        const Key* k = key_find(full);
+        if (!k) return unknown_key(loc, full);
+        int i = (int)(k - KEYS);
+        if (L->key_line[i])
+            return fail(loc, "duplicate key '%s' (first set at line %d)", k->name, L->key_line[i]);
+        L->key_line[i] = line_of(key);
+        explicit_methods |= i == mi;
+        if (load_value(L, k, value)) return HN_ERR;
+    }
+    HnStrList* list = &L->cfg->peft.methods;
+    for (int i = 0; i < list->n; i++)
+        if (peft_method_index(list->item[i]) < 0) return unknown_method(loc, list->item[i]);
+    if (!explicit_methods) {
+        list->n = 0;
+        for (int m = 0; m < NPEFT_METHODS; m++)
+            if (seen[m] && peft_list_add(L, PEFT_METHODS[m], loc) != HN_OK) return HN_ERR;
+    }
+    return HN_OK;
+}
+
 static int load_document(Loader* L) {
     char loc[600], s[64];
     yaml_node_t* root = yaml_document_get_root_node(L->doc);
@@ -596,7 +741,8 @@ static int load_document(Loader* L) {
             return fail(loc, "duplicate section '%s' (first at line %d)", name,
                         L->section_line[sec]);
         L->section_line[sec] = line_of(key);
-        if (load_section(L, name, value)) return HN_ERR;
+        if (strcmp(name, "peft") == 0 ? load_peft(L, value) : load_section(L, name, value))
+            return HN_ERR;
     }
     return HN_OK;
 }
@@ -765,6 +911,22 @@ int hn_config_validate(const HnConfig* cfg) {
     NEED(cfg->optim.clip >= 0, "optim.clip must be >= 0 (0 = off), got %g", cfg->optim.clip);
     POSITIVE(cfg->optim.accum, "optim.accum");
 
+    for (int i = 0; i < cfg->peft.methods.n; i++) {
+        NEED(peft_method_index(cfg->peft.methods.item[i]) >= 0,
+             "peft.methods: unknown method '%s' (hone has lora, ia3 and bitfit)",
+             shown(cfg->peft.methods.item[i], s));
+        for (int j = 0; j < i; j++)
+            NEED(strcmp(cfg->peft.methods.item[i], cfg->peft.methods.item[j]) != 0,
+                 "peft.methods lists %s twice", cfg->peft.methods.item[i]);
+    }
+    NEED(cfg->peft.lora.rank > 0, "peft.lora.rank must be positive, got %d", cfg->peft.lora.rank);
+    NEED(cfg->peft.lora.alpha > 0, "peft.lora.alpha must be positive, got %g",
+         cfg->peft.lora.alpha);
+    NEED(cfg->peft.lora.dropout >= 0 && cfg->peft.lora.dropout < 1,
+         "peft.lora.dropout must be in [0, 1), got %g", cfg->peft.lora.dropout);
+    NEED(!cfg->peft.lora.dora || cfg->peft.lora.dropout == 0,
+         "peft.lora.dora with peft.lora.dropout > 0 is not supported (set one of them off)%s", "");
+
     POSITIVE(cfg->train.steps, "train.steps");
     NOT_NEGATIVE(cfg->optim.warmup, "optim.warmup");
     NEED(cfg->optim.warmup == 0 || cfg->optim.warmup < cfg->train.steps,
@@ -851,9 +1013,35 @@ static void write_value(FILE* f, const HnConfig* cfg, const Key* k) {
     }
 }
 
+/* the peft section in its mapping form: methods first, then every method's options (so a
+ * config read back is the same struct, options of methods not enabled included) */
+static void write_peft(const HnConfig* cfg, FILE* f) {
+    fputs("peft:\n  methods: ", f);
+    write_value(f, cfg, key_find("peft.methods"));
+    fputc('\n', f);
+    const char* open = NULL;
+    for (int i = 0; i < NKEYS; i++) {
+        const char* name = KEYS[i].name;
+        if (strncmp(name, "peft.", 5) != 0 || !strchr(name + 5, '.')) continue;
+        const char* method = name + 5;
+        size_t mlen = (size_t)(strchr(method, '.') - method);
+        if (!open || strncmp(open, method, mlen) != 0 || open[mlen] != '.') {
+            fprintf(f, "  %.*s:\n", (int)mlen, method);
+            open = method;
+        }
+        fprintf(f, "    %s: ", method + mlen + 1);
+        write_value(f, cfg, &KEYS[i]);
+        fputc('\n', f);
+    }
+}
+
 int hn_config_write(const HnConfig* cfg, FILE* f) {
     for (int s = 0; s < NSECTIONS; s++) {
         size_t n = strlen(SECTIONS[s].name);
+        if (strcmp(SECTIONS[s].name, "peft") == 0) {
+            write_peft(cfg, f);
+            continue;
+        }
         fprintf(f, "%s:\n", SECTIONS[s].name);
         for (int i = 0; i < NKEYS; i++) {
             if (section_len(KEYS[i].name) != n || strncmp(KEYS[i].name, SECTIONS[s].name, n))

@@ -19,6 +19,7 @@ typedef struct {
 
 typedef struct {
     struct {
+        char from[HN_STR]; /* base checkpoint to start from ("" = a fresh model) */
         char arch[32];  /* gpt2 | llama */
         int layers;     /* L */
         int channels;   /* C */
@@ -56,6 +57,21 @@ typedef struct {
         int accum;          /* micro-batches per optimizer step */
         HnStrList no_decay; /* glob patterns of parameter names that get no weight decay */
     } optim;
+    struct {
+        HnStrList methods; /* lora | ia3 | bitfit, each at most once; empty = full fine-tuning */
+        struct {
+            HnStrList targets; /* site patterns; empty = the architecture's default */
+            int rank;
+            float alpha;
+            float dropout;
+            int rslora; /* scale alpha / sqrt(rank) instead of alpha / rank */
+            int dora;   /* weight-decomposed LoRA (Liu et al. 2024) */
+        } lora;
+        struct {
+            HnStrList targets;     /* site patterns; empty = the architecture's default */
+            HnStrList feedforward; /* which targeted sites scale their input, not output */
+        } ia3;
+    } peft;
     struct {
         int steps;
         int seed;

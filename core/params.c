@@ -34,6 +34,8 @@ int hn_params_add(HnParamTable* t, const char* name, int ndim, const int* shape)
     t->numel = r->offset + r->numel;
     r->trainable = 1;
     r->decay = 1;
+    r->goff = r->offset;
+    t->grad_numel = t->numel;
     return t->n++;
 }
 
@@ -54,6 +56,42 @@ float* hn_params_mirror(const HnParamTable* t) {
     float* p = hn_alloc_floats(t->numel);
     if (!p) hn_error("out of memory: a mirror of %zu parameters", t->numel);
     return p;
+}
+
+void hn_params_layout_grads(HnParamTable* t) {
+    size_t n = 0;
+    for (int i = 0; i < t->n; i++) {
+        HnParamRow* r = &t->rows[i];
+        if (!r->trainable) continue;
+        r->goff = (n + 15) & ~(size_t)15;
+        n = r->goff + r->numel;
+    }
+    t->grad_numel = n;
+}
+
+float* hn_params_grad_buffer(const HnParamTable* t) {
+    float* p = hn_alloc_floats(t->grad_numel);
+    if (!p) hn_error("out of memory: gradients of %zu parameters", t->grad_numel);
+    return p;
+}
+
+int hn_params_select_trainable(HnParamTable* t, const char* const* patterns, int npatterns) {
+    int matched = 0;
+    for (int i = 0; i < t->n; i++) {
+        int on = 0;
+        for (int k = 0; k < npatterns && !on; k++)
+            on = fnmatch(patterns[k], t->rows[i].name, 0) == 0;
+        t->rows[i].trainable = on;
+        matched += on;
+    }
+    return matched;
+}
+
+size_t hn_params_trainable_numel(const HnParamTable* t) {
+    size_t n = 0;
+    for (int i = 0; i < t->n; i++)
+        if (t->rows[i].trainable) n += t->rows[i].numel;
+    return n;
 }
 
 void hn_params_free(HnParamTable* t) {

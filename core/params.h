@@ -20,21 +20,39 @@ typedef struct {
     size_t numel;
     int trainable; /* gets a gradient and optimizer state */
     int decay;     /* AdamW applies weight decay to it */
+    int addon;     /* a parameter-efficient add-on (LoRA, IA3, ...): saved under /peft */
+    size_t goff;   /* trainable rows: offset into the gradient-layout buffers (gradients,
+                    * AdamW moments), which hold trainable rows only; see hn_params_layout_grads */
 } HnParamRow;
 
 typedef struct {
     HnParamRow* rows;
     int n, cap;
-    size_t numel; /* floats in all rows together */
-    float* data;  /* one allocation, NULL until hn_params_alloc */
+    size_t numel;      /* floats in all rows together */
+    size_t grad_numel; /* floats in the gradient layout (trainable rows only) */
+    float* data;       /* one allocation, NULL until hn_params_alloc */
 } HnParamTable;
 
 /* append a row (before hn_params_alloc); returns its index or HN_ERR */
 int hn_params_add(HnParamTable* t, const char* name, int ndim, const int* shape);
 /* allocate the flat buffer, zero-filled, 64-byte aligned */
 int hn_params_alloc(HnParamTable* t);
-/* a zero-filled buffer with the same layout (gradients, optimizer moments) */
+/* a zero-filled buffer with the same layout as data */
 float* hn_params_mirror(const HnParamTable* t);
+/* Lay out the trainable rows, in table order and 64-byte aligned, for gradients and
+ * optimizer moments: sets every trainable row's goff and t->grad_numel. Frozen rows get no
+ * place, so a frozen base costs no gradient or optimizer memory. When every row is
+ * trainable the gradient layout equals the parameter layout (goff == offset). Call again
+ * after changing any row's trainable flag. */
+void hn_params_layout_grads(HnParamTable* t);
+/* a zero-filled buffer of t->grad_numel floats (gradients, AdamW moments) */
+float* hn_params_grad_buffer(const HnParamTable* t);
+/* set trainable = 1 on the rows whose name matches any glob pattern (fnmatch), 0 on the
+ * others; returns how many rows matched. The one mechanism behind BitFit ("*.bias") and the
+ * frozen base of every parameter-efficient method. Lay the gradients out again after it. */
+int hn_params_select_trainable(HnParamTable* t, const char* const* patterns, int npatterns);
+/* elements in trainable rows */
+size_t hn_params_trainable_numel(const HnParamTable* t);
 void hn_params_free(HnParamTable* t);
 
 /* index of the row called name, or -1 */

@@ -9,22 +9,42 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "core/error.h"
 
 #define PATH_LEN (HN_NAME_MAX + 32)
 
+/* does the selection take row r, and where does it lie in its buffer */
+static int selected(const HnParamRow* r, HnRowSel sel, size_t* at) {
+    *at = r->offset;
+    switch (sel) {
+    case HN_ROWS_BASE:
+        return !r->addon;
+    case HN_ROWS_BASE_TRAINABLE:
+        return !r->addon && r->trainable;
+    case HN_ROWS_ADDON:
+        return r->addon;
+    case HN_ROWS_GRAD:
+        *at = r->goff;
+        return r->trainable;
+    }
+    return 0;
+}
+
 static int write_rows(HnH5* f, const char* group, const HnParamTable* t, const float* base,
-                      int only_trainable, HnH5Type type) {
+                      HnRowSel sel, HnH5Type type) {
     char path[PATH_LEN];
     if (hn_h5_group(f, group) != HN_OK) return HN_ERR;
     for (int i = 0; i < t->n; i++) {
         const HnParamRow* r = &t->rows[i];
-        if (only_trainable && !r->trainable) continue;
+        size_t at;
+        if (!selected(r, sel, &at)) continue;
         int64_t shape[HN_MAX_DIMS];
         for (int d = 0; d < r->ndim; d++)
             shape[d] = r->shape[d];
         snprintf(path, sizeof path, "%s/%s", group, r->name);
-        if (hn_h5_write(f, path, type, base + r->offset, r->ndim, shape) != HN_OK) return HN_ERR;
+        if (hn_h5_write(f, path, type, base + at, r->ndim, shape) != HN_OK) return HN_ERR;
     }
     return HN_OK;
 }
@@ -63,16 +83,21 @@ static int write_all(HnH5* f, const HnCkptSave* s) {
         hn_h5_attr_i64(f, root, "tokens", s->tokens) != HN_OK ||
         hn_h5_attr_str(f, root, "dtype", s->bf16 ? "bf16" : "f32") != HN_OK)
         return HN_ERR;
-    if (write_rows(f, "/model", s->params, s->params->data, 0, s->bf16 ? HN_H5_BF16 : HN_H5_F32) !=
-        HN_OK)
+    if (s->base_file && (hn_h5_attr_str(f, root, "base_file", s->base_file) != HN_OK ||
+                         hn_h5_attr_str(f, root, "base_sha256", s->base_sha256) != HN_OK))
         return HN_ERR;
-    if (hn_h5_group(f, "/peft") != HN_OK || hn_h5_group(f, "/mask") != HN_OK ||
+    HnH5Type wtype = s->bf16 ? HN_H5_BF16 : HN_H5_F32;
+    if (write_rows(f, "/model", s->params, s->params->data,
+                   s->base_file ? HN_ROWS_BASE_TRAINABLE : HN_ROWS_BASE, wtype) != HN_OK ||
+        write_rows(f, "/peft", s->params, s->params->data, HN_ROWS_ADDON, wtype) != HN_OK)
+        return HN_ERR;
+    if (hn_h5_group(f, "/mask") != HN_OK ||
         hn_h5_group(f, "/optim") != HN_OK || hn_h5_group(f, "/train") != HN_OK)
         return HN_ERR;
     if (s->m && s->v) {
         if (hn_h5_attr_i64(f, "/optim", "t", s->opt_t) != HN_OK ||
-            write_rows(f, "/optim/m", s->params, s->m, 1, HN_H5_F32) != HN_OK ||
-            write_rows(f, "/optim/v", s->params, s->v, 1, HN_H5_F32) != HN_OK)
+            write_rows(f, "/optim/m", s->params, s->m, HN_ROWS_GRAD, HN_H5_F32) != HN_OK ||
+            write_rows(f, "/optim/v", s->params, s->v, HN_ROWS_GRAD, HN_H5_F32) != HN_OK)
             return HN_ERR;
     }
     if (hn_h5_attr_f64(f, "/train", "best_val_loss", s->best_val_loss) != HN_OK) return HN_ERR;
@@ -146,18 +171,36 @@ static int read_row(HnH5* f, const char* group, const HnParamRow* r, float* dst)
 }
 
 int hn_ckpt_read_rows(HnH5* f, const char* group, const HnParamTable* t, float* base,
-                      int only_trainable) {
+                      HnRowSel sel) {
     for (int i = 0; i < t->n; i++) {
         const HnParamRow* r = &t->rows[i];
-        if (only_trainable && !r->trainable) continue;
-        if (read_row(f, group, r, base + r->offset) != HN_OK) return HN_ERR;
+        size_t at;
+        if (!selected(r, sel, &at)) continue;
+        if (read_row(f, group, r, base + at) != HN_OK) return HN_ERR;
+    }
+    return HN_OK;
+}
+
+int hn_ckpt_base_ref(HnH5* f, char** file, char** sha256) {
+    *file = *sha256 = NULL;
+    if (!hn_h5_has_attr(f, "/", "base_file")) return HN_OK;
+    if (hn_h5_read_attr_str(f, "/", "base_file", file) != HN_OK ||
+        hn_h5_read_attr_str(f, "/", "base_sha256", sha256) != HN_OK) {
+        free(*file);
+        *file = NULL;
+        return HN_ERR;
     }
     return HN_OK;
 }
 
 int hn_ckpt_read_tensor(HnH5* f, const char* name, float* dst, size_t numel) {
+    return hn_ckpt_read_group_tensor(f, "model", name, dst, numel);
+}
+
+int hn_ckpt_read_group_tensor(HnH5* f, const char* group, const char* name, float* dst,
+                              size_t numel) {
     char path[PATH_LEN];
-    if (snprintf(path, sizeof path, "/model/%s", name) >= (int)sizeof path)
+    if (snprintf(path, sizeof path, "/%s/%s", group, name) >= (int)sizeof path)
         return hn_error("tensor name too long: %s", name);
     if (!hn_h5_exists(f, path))
         return hn_error("%s: row %s is missing — the checkpoint does not match its config",
@@ -248,5 +291,28 @@ int hn_ckpt_cursor(HnH5* f, HnCkptCursor* c, int** order, double* best_val_loss)
     c->window_pos = cursor[2];
     c->nshards = (int)shape[0];
     c->shard_order = *order;
+    return HN_OK;
+}
+
+int hn_ckpt_weights_sha256(const HnParamTable* t, char hex[65]) {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    for (int i = 0; ok && i < t->n; i++) {
+        const HnParamRow* r = &t->rows[i];
+        if (r->addon) continue;
+        int32_t dims[1 + HN_MAX_DIMS] = {r->ndim};
+        for (int d = 0; d < r->ndim; d++)
+            dims[1 + d] = r->shape[d];
+        ok = EVP_DigestUpdate(ctx, r->name, strlen(r->name) + 1) &&
+             EVP_DigestUpdate(ctx, dims, sizeof dims) &&
+             EVP_DigestUpdate(ctx, t->data + r->offset, r->numel * sizeof(float));
+    }
+    unsigned char md[32];
+    unsigned int n = 0;
+    ok = ok && EVP_DigestFinal_ex(ctx, md, &n) && n == 32;
+    EVP_MD_CTX_free(ctx);
+    if (!ok) return hn_error("cannot compute a SHA-256 (OpenSSL failed)");
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
     return HN_OK;
 }

@@ -3,8 +3,12 @@
  *
  *   /            attrs: format="hone", format_version=1, config (the resolved YAML of the
  *                run, model.vocab filled in), arch, step, tokens, dtype ("f32"|"bf16")
+ *                base_file, base_sha256: only in a checkpoint of a run on a frozen base
+ *                loaded from another checkpoint (model.from): that file and the SHA-256 of
+ *                its weights (hn_ckpt_weights_sha256); /model then holds only the base rows
+ *                the run trained (BitFit's biases, say), the rest comes from the base
  *   /model/<row> base weights by parameter-table row name, f32 or bf16
- *   /peft/<row>  add-on weights (empty until PEFT methods exist)
+ *   /peft/<row>  add-on rows of parameter-efficient methods (lora_A, lora_B, dora_m, ia3)
  *   /mask/<row>  partial-update masks (empty until masks exist)
  *   /optim       attrs: t (steps taken); /optim/m/<row>, /optim/v/<row> AdamW moments of
  *                trainable rows (always f32)
@@ -49,6 +53,8 @@ typedef struct {
     const HnCkptCursor* cursor; /* NULL: none saved */
     double best_val_loss;       /* NAN if none */
     const HnTokenizer* tokenizer; /* NULL: "none" */
+    const char* base_file;      /* NULL, or the base checkpoint of a frozen-base run */
+    const char* base_sha256;    /* with base_file: hn_ckpt_weights_sha256 of that base */
     int bf16;                   /* store /model in bf16 */
     int deflate;                /* 0..9 */
 } HnCkptSave;
@@ -59,13 +65,31 @@ int hn_ckpt_save(const char* path, const HnCkptSave* s);
 /* open a checkpoint and check format/format_version; *config_yaml (malloc'd, caller frees)
  * gets the stored config text. NULL with an error otherwise. Close with hn_h5_close. */
 HnH5* hn_ckpt_open(const char* path, char** config_yaml);
-/* read group/<row> (group "model", or "optim/m", "optim/v") into base + row offset for
- * every row of t that `only_trainable` selects; a missing row or a shape that differs from
- * the table is an error naming the row */
+/* which rows of a table a read or write takes, and where they lie in the buffer */
+typedef enum {
+    HN_ROWS_BASE = 0,           /* rows that are not add-ons, at their offset */
+    HN_ROWS_GRAD = 1,           /* trainable rows, at their gradient-layout goff */
+    HN_ROWS_ADDON = 2,          /* add-on rows (/peft), at their offset */
+    HN_ROWS_BASE_TRAINABLE = 3, /* trainable rows that are not add-ons, at their offset */
+} HnRowSel;
+
+/* read group/<row> (group "model", "peft", "optim/m", "optim/v") into base for every row of
+ * t that sel selects; a missing row or a shape that differs from the table is an error
+ * naming the row */
 int hn_ckpt_read_rows(HnH5* f, const char* group, const HnParamTable* t, float* base,
-                      int only_trainable);
+                      HnRowSel sel);
 /* read one tensor /model/<name> of exactly numel floats (the eval path's loader) */
 int hn_ckpt_read_tensor(HnH5* f, const char* name, float* dst, size_t numel);
+/* the same from /<group>/<name> */
+int hn_ckpt_read_group_tensor(HnH5* f, const char* group, const char* name, float* dst,
+                              size_t numel);
+/* the base a frozen-base checkpoint was trained on: malloc'd strings (caller frees), both
+ * NULL when the checkpoint holds its whole model */
+int hn_ckpt_base_ref(HnH5* f, char** file, char** sha256);
+/* SHA-256 (64 hex digits and a NUL into hex) of the base rows of t (not add-ons): names,
+ * shapes and float32 values in table order, so the same weights give the same hash whatever
+ * file they came from */
+int hn_ckpt_weights_sha256(const HnParamTable* t, char hex[65]);
 /* the tokenizer stored in the checkpoint; *tok is NULL for "none". HN_OK or HN_ERR */
 int hn_ckpt_tokenizer(HnH5* f, HnTokenizer** tok);
 /* the root attributes step and tokens, and the optimizer step count */

@@ -47,6 +47,12 @@ void hn_matmul_forward(float* out, const float* inp, const float* weight, const 
 void hn_matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                         const float* inp, const float* weight, int N, int C, int OC);
 
+/* ---- a general strided GEMM, for the low-rank products of parameter-efficient methods:
+ * C (M,N) = alpha * op(A) @ op(B) + beta * C, row-major, op(X) = X or X^T (ta, tb nonzero);
+ * lda, ldb, ldc are the row strides of A, B, C as stored ---- */
+void hn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float* A, int lda,
+             const float* B, int ldb, float beta, float* C, int ldc);
+
 /* ---- causal multi-head self-attention ----
  * qkv (B,T,3C) holds q, k, v side by side (GPT-2's fused projection), each split into NH
  * heads of HS; att (B,NH,T,T) receives the softmax probabilities (entries above the

@@ -42,6 +42,7 @@ CORE_PKGS=(
     libcjson1 libcjson-dev
     libpcre2-8-0 libpcre2-dev
     libhdf5-103-1 libhdf5-dev libsz2 libaec0
+    libssl3 libssl-dev
     pkgconf-bin libpkgconf3
 )
 # unpacked only where the machine lacks one of their shared libraries: what OpenBLAS
@@ -49,7 +50,7 @@ CORE_PKGS=(
 FALLBACK_PKGS=(
     libgfortran5 libquadmath0 libgomp1 zlib1g
     libcurl4 libbrotli1 libgssapi-krb5-2 libidn2-0 libldap-2.5-0 libnghttp2-14 libpsl5
-    librtmp1 libssh2-1 libssl3 libzstd1 libkrb5-3 libk5crypto3 libkrb5support0 libkeyutils1
+    librtmp1 libssh2-1 libzstd1 libkrb5-3 libk5crypto3 libkrb5support0 libkeyutils1
     libcom-err2 libsasl2-2 libsasl2-modules-db libdb5.3 libgnutls30 libhogweed6 libnettle8
     libgmp10 libp11-kit0 libffi8 libtasn1-6 libunistring2
 )

@@ -18,7 +18,7 @@ for a in "$@"; do
   esac
 done
 
-pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libyaml-dev libcjson-dev libpcre2-dev libhdf5-dev zlib1g-dev)
+pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libyaml-dev libcjson-dev libpcre2-dev libhdf5-dev zlib1g-dev libssl-dev)
 [ "$want_corpora" = 1 ] && pkgs+=(jargon-text)
 [ "$want_test" = 1 ] && pkgs+=(python3 python3-pip python3-h5py python3-numpy)
 

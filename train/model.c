@@ -108,8 +108,17 @@ static float* row_ptr(const HnParamTable* t, float* base, const char* name) {
     return i < 0 ? NULL : base + t->rows[i].offset;
 }
 
-/* point a HnTensors at a buffer laid out like the table */
-static void bind_tensors(HnTensors* w, const HnParamTable* t, float* base, int L, int tied) {
+/* the row called name inside a gradient-layout buffer, or NULL if frozen or absent */
+static float* grad_ptr(const HnParamTable* t, float* base, const char* name) {
+    int i = hn_params_find(t, name);
+    return i < 0 || !t->rows[i].trainable ? NULL : base + t->rows[i].goff;
+}
+
+/* point a HnTensors at a buffer laid out like the table, or (grads) like its gradient
+ * layout, where frozen rows are NULL */
+static void bind_tensors(HnTensors* w, const HnParamTable* t, float* base, int L, int tied,
+                         int grads) {
+    float* (*at)(const HnParamTable*, float*, const char*) = grads ? grad_ptr : row_ptr;
     static const struct {
         const char* suffix;
         size_t field; /* offset in HnLayerTensors */
@@ -132,15 +141,15 @@ static void bind_tensors(HnTensors* w, const HnParamTable* t, float* base, int L
         {"mlp.down.bias", offsetof(HnLayerTensors, fcprojb)},
     };
     char name[HN_NAME_MAX];
-    w->wte = row_ptr(t, base, "tok_embed.weight");
-    w->wpe = row_ptr(t, base, "pos_embed.weight");
-    w->lnfw = row_ptr(t, base, "final_norm.weight");
-    w->lnfb = row_ptr(t, base, "final_norm.bias");
-    w->lm_head = tied ? w->wte : row_ptr(t, base, "lm_head.weight");
+    w->wte = at(t, base, "tok_embed.weight");
+    w->wpe = at(t, base, "pos_embed.weight");
+    w->lnfw = at(t, base, "final_norm.weight");
+    w->lnfb = at(t, base, "final_norm.bias");
+    w->lm_head = tied ? w->wte : at(t, base, "lm_head.weight");
     for (int l = 0; l < L; l++)
         for (size_t k = 0; k < sizeof fields / sizeof fields[0]; k++) {
             snprintf(name, sizeof name, "layers.%d.%s", l, fields[k].suffix);
-            *(float**)((char*)&w->layers[l] + fields[k].field) = row_ptr(t, base, name);
+            *(float**)((char*)&w->layers[l] + fields[k].field) = at(t, base, name);
         }
 }
 
@@ -195,20 +204,32 @@ size_t hn_model_layout_activations(HnActivations* act, const HnModelConfig* c, i
 }
 
 int hn_model_create(HnModel* m, const HnModelConfig* cfg, int maxB, int maxT) {
+    HnPeft none;
+    memset(&none, 0, sizeof none);
+    return hn_model_create_peft(m, cfg, &none, maxB, maxT);
+}
+
+int hn_model_create_peft(HnModel* m, const HnModelConfig* cfg, HnPeft* peft, int maxB, int maxT) {
     memset(m, 0, sizeof *m);
+    m->peft = *peft;
+    memset(peft, 0, sizeof *peft);
     m->cfg = *cfg;
     HnModelConfig* c = &m->cfg;
     if (normalize(c) != HN_OK) return HN_ERR;
     if (maxT > c->maxT)
         return hn_error("sequence length %d is longer than the model's context %d", maxT, c->maxT);
-    if (build_table(&m->params, c) != HN_OK || hn_params_alloc(&m->params) != HN_OK) return HN_ERR;
-    if (!(m->grads = hn_params_mirror(&m->params))) return HN_ERR;
+    if (build_table(&m->params, c) != HN_OK) return HN_ERR;
+    if (m->peft.active && (hn_peft_add_rows(&m->peft, &m->params) != HN_OK ||
+                           hn_peft_freeze_base(&m->peft, &m->params) != HN_OK))
+        return HN_ERR;
+    if (hn_params_alloc(&m->params) != HN_OK) return HN_ERR;
+    if (!(m->grads = hn_params_grad_buffer(&m->params))) return HN_ERR;
     m->w.layers = calloc((size_t)c->L, sizeof(HnLayerTensors));
     m->g.layers = calloc((size_t)c->L, sizeof(HnLayerTensors));
     m->act.layer = calloc((size_t)c->L, sizeof(HnLayerActs));
     if (!m->w.layers || !m->g.layers || !m->act.layer) return hn_error("out of memory");
-    bind_tensors(&m->w, &m->params, m->params.data, c->L, !c->untied);
-    bind_tensors(&m->g, &m->params, m->grads, c->L, !c->untied);
+    bind_tensors(&m->w, &m->params, m->params.data, c->L, !c->untied, 0);
+    bind_tensors(&m->g, &m->params, m->grads, c->L, !c->untied, 1);
 
     m->maxB = maxB;
     m->maxT = maxT;
@@ -217,6 +238,8 @@ int hn_model_create(HnModel* m, const HnModelConfig* cfg, int maxB, int maxT) {
     if (!(m->act_mem = malloc(total * sizeof(float))))
         return hn_error("out of memory: %zu MB of activations", total * 4 >> 20);
     hn_model_layout_activations(&m->act, c, maxB, maxT, att, m->act_mem);
+    if (m->peft.active && hn_peft_alloc(&m->peft, maxB * maxT, &m->params, m->grads) != HN_OK)
+        return HN_ERR;
     return HN_OK;
 }
 
@@ -227,6 +250,7 @@ void hn_model_free(HnModel* m) {
     free(m->g.layers);
     free(m->act.layer);
     free(m->act_mem);
+    hn_peft_free(&m->peft);
     memset(m, 0, sizeof *m);
 }
 
@@ -235,6 +259,7 @@ void hn_model_init(HnModel* m, float std, uint64_t seed) {
     float resid_std = std / sqrtf(2.0f * (float)m->cfg.L);
     for (int i = 0; i < t->n; i++) {
         const HnParamRow* r = &t->rows[i];
+        if (r->addon) continue; /* hn_peft_init's */
         float* x = t->data + r->offset;
         const char* name = r->name;
         size_t len = strlen(name);
@@ -259,11 +284,19 @@ void hn_model_init(HnModel* m, float std, uint64_t seed) {
                 x[j] = s * hn_rng_normal(&rng);
         }
     }
+    if (m->peft.active) hn_peft_init(&m->peft, &m->params, seed);
 }
 
 void hn_model_zero_grad(HnModel* m) {
-    memset(m->grads, 0, m->params.numel * sizeof(float));
+    memset(m->grads, 0, m->params.grad_numel * sizeof(float));
 }
+
+/* A linear of block l at a named site: the base weight plus whatever parameter-efficient
+ * add-on is attached there (train/peft/); a plain GEMM where nothing is. */
+#define LINEAR(site, out, inp, w, b, N, C, OC)                                                     \
+    hn_peft_linear_forward(&m->peft, l, HN_LIN_##site, out, inp, w, b, N, C, OC)
+#define LINEAR_BACK(site, dinp, dw, db, dout, inp, w, N, C, OC)                                    \
+    hn_peft_linear_backward(&m->peft, l, HN_LIN_##site, dinp, dw, db, dout, inp, w, N, C, OC)
 
 /* ---- one block, forward ---- */
 
@@ -274,15 +307,15 @@ static void gpt2_block_forward(HnModel* m, int l, const float* residual, int B, 
     int C = c->C, N = B * T;
     hn_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, residual, lw->ln1w, lw->ln1b, N, C,
                          c->eps);
-    hn_matmul_forward(a->qkv, a->ln1, lw->qkvw, lw->qkvb, N, C, 3 * C);
+    LINEAR(QKV, a->qkv, a->ln1, lw->qkvw, lw->qkvb, N, C, 3 * C);
     hn_attention_forward(a->atty, a->att, a->qkv, B, T, C, c->NH);
-    hn_matmul_forward(a->res2, a->atty, lw->attow, lw->attob, N, C, C);
+    LINEAR(O, a->res2, a->atty, lw->attow, lw->attob, N, C, C);
     hn_residual_forward(a->res2, a->res2, residual, (size_t)N * C);
     hn_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lw->ln2w, lw->ln2b, N, C,
                          c->eps);
-    hn_matmul_forward(a->fch, a->ln2, lw->fcw, lw->fcb, N, C, c->F);
+    LINEAR(UP, a->fch, a->ln2, lw->fcw, lw->fcb, N, C, c->F);
     hn_gelu_forward(a->fch_gelu, a->fch, (size_t)N * c->F);
-    hn_matmul_forward(a->res3, a->fch_gelu, lw->fcprojw, lw->fcprojb, N, c->F, C);
+    LINEAR(DOWN, a->res3, a->fch_gelu, lw->fcprojw, lw->fcprojb, N, c->F, C);
     hn_residual_forward(a->res3, a->res3, a->res2, (size_t)N * C);
 }
 
@@ -292,19 +325,19 @@ static void llama_block_forward(HnModel* m, int l, const float* residual, int B,
     HnLayerActs* a = &m->act.layer[l];
     int C = c->C, N = B * T, HS = C / c->NH, Q = c->NH * HS, KV = c->NKV * HS;
     hn_rmsnorm_forward(a->ln1, a->ln1_rstd, residual, lw->ln1w, N, C, c->eps);
-    hn_matmul_forward(a->q, a->ln1, lw->qw, NULL, N, C, Q);
-    hn_matmul_forward(a->k, a->ln1, lw->kw, NULL, N, C, KV);
-    hn_matmul_forward(a->v, a->ln1, lw->vw, NULL, N, C, KV);
+    LINEAR(Q, a->q, a->ln1, lw->qw, NULL, N, C, Q);
+    LINEAR(K, a->k, a->ln1, lw->kw, NULL, N, C, KV);
+    LINEAR(V, a->v, a->ln1, lw->vw, NULL, N, C, KV);
     hn_rope_forward(a->q, B, T, c->NH, HS, Q, 0, c->rope_theta);
     hn_rope_forward(a->k, B, T, c->NKV, HS, KV, 0, c->rope_theta);
     hn_attention_gqa_forward(a->atty, a->att, a->q, a->k, a->v, Q, KV, B, T, c->NH, c->NKV, HS);
-    hn_matmul_forward(a->res2, a->atty, lw->attow, NULL, N, Q, C);
+    LINEAR(O, a->res2, a->atty, lw->attow, NULL, N, Q, C);
     hn_residual_forward(a->res2, a->res2, residual, (size_t)N * C);
     hn_rmsnorm_forward(a->ln2, a->ln2_rstd, a->res2, lw->ln2w, N, C, c->eps);
-    hn_matmul_forward(a->fch, a->ln2, lw->gatew, NULL, N, C, c->F);
-    hn_matmul_forward(a->up, a->ln2, lw->fcw, NULL, N, C, c->F);
+    LINEAR(GATE, a->fch, a->ln2, lw->gatew, NULL, N, C, c->F);
+    LINEAR(UP, a->up, a->ln2, lw->fcw, NULL, N, C, c->F);
     hn_swiglu_forward(a->fch_gelu, a->fch, a->up, (size_t)N * c->F);
-    hn_matmul_forward(a->res3, a->fch_gelu, lw->fcprojw, NULL, N, c->F, C);
+    LINEAR(DOWN, a->res3, a->fch_gelu, lw->fcprojw, NULL, N, c->F, C);
     hn_residual_forward(a->res3, a->res3, a->res2, (size_t)N * C);
 }
 
@@ -316,6 +349,7 @@ double hn_model_forward(HnModel* m, const int* tokens, const int* targets, int B
     m->B = B;
     m->T = T;
     m->tokens = tokens;
+    m->peft.training = grad_scale != 0.0f;
 
     hn_encoder_forward(m->act.encoded, tokens, w->wte, w->wpe, B, T, C);
     const float* residual = m->act.encoded;
@@ -345,16 +379,15 @@ static void gpt2_block_backward(HnModel* m, int l, const float* residual, int B,
     const HnLayerTensors* lg = &m->g.layers[l];
     HnLayerActs* a = &m->act.layer[l];
     int C = c->C, N = B * T, F = c->F;
-    hn_matmul_backward(m->act.dbig, lg->fcprojw, lg->fcprojb, m->act.dres, a->fch_gelu, lw->fcprojw,
-                       N, F, C);
+    LINEAR_BACK(DOWN, m->act.dbig, lg->fcprojw, lg->fcprojb, m->act.dres, a->fch_gelu, lw->fcprojw,
+                N, F, C);
     hn_gelu_backward(m->act.dbig, a->fch, m->act.dbig, (size_t)N * F);
-    hn_matmul_backward(m->act.dln, lg->fcw, lg->fcb, m->act.dbig, a->ln2, lw->fcw, N, C, F);
+    LINEAR_BACK(UP, m->act.dln, lg->fcw, lg->fcb, m->act.dbig, a->ln2, lw->fcw, N, C, F);
     hn_layernorm_backward(m->act.dres, lg->ln2w, lg->ln2b, m->act.dln, a->res2, lw->ln2w,
                           a->ln2_mean, a->ln2_rstd, N, C);
-    hn_matmul_backward(m->act.datty, lg->attow, lg->attob, m->act.dres, a->atty, lw->attow, N, C,
-                       C);
+    LINEAR_BACK(O, m->act.datty, lg->attow, lg->attob, m->act.dres, a->atty, lw->attow, N, C, C);
     hn_attention_backward(m->act.dqkv, m->act.datty, a->qkv, a->att, B, T, C, c->NH);
-    hn_matmul_backward(m->act.dln, lg->qkvw, lg->qkvb, m->act.dqkv, a->ln1, lw->qkvw, N, C, 3 * C);
+    LINEAR_BACK(QKV, m->act.dln, lg->qkvw, lg->qkvb, m->act.dqkv, a->ln1, lw->qkvw, N, C, 3 * C);
     hn_layernorm_backward(m->act.dres, lg->ln1w, lg->ln1b, m->act.dln, residual, lw->ln1w,
                           a->ln1_mean, a->ln1_rstd, N, C);
 }
@@ -368,24 +401,24 @@ static void llama_block_backward(HnModel* m, int l, const float* residual, int B
     size_t NC = (size_t)N * C;
     float *dq = m->act.dqkv, *dk = dq + (size_t)N * Q, *dv = dk + (size_t)N * KV;
     /* MLP: down, then SwiGLU, then gate and up, whose input gradients add */
-    hn_matmul_backward(m->act.dbig, lg->fcprojw, NULL, m->act.dres, a->fch_gelu, lw->fcprojw, N, F,
-                       C);
+    LINEAR_BACK(DOWN, m->act.dbig, lg->fcprojw, NULL, m->act.dres, a->fch_gelu, lw->fcprojw, N, F,
+                C);
     hn_swiglu_backward(m->act.dbig2, m->act.dbig, m->act.dbig, a->fch, a->up,
                        (size_t)N * F); /* dgate, dup */
-    hn_matmul_backward(m->act.dln, lg->gatew, NULL, m->act.dbig2, a->ln2, lw->gatew, N, C, F);
-    hn_matmul_backward(m->act.dtmp, lg->fcw, NULL, m->act.dbig, a->ln2, lw->fcw, N, C, F);
+    LINEAR_BACK(GATE, m->act.dln, lg->gatew, NULL, m->act.dbig2, a->ln2, lw->gatew, N, C, F);
+    LINEAR_BACK(UP, m->act.dtmp, lg->fcw, NULL, m->act.dbig, a->ln2, lw->fcw, N, C, F);
     hn_residual_forward(m->act.dln, m->act.dln, m->act.dtmp, NC);
     hn_rmsnorm_backward(m->act.dres, lg->ln2w, m->act.dln, a->res2, lw->ln2w, a->ln2_rstd, N, C);
     /* attention: o, then attention, then RoPE undone, then q, k, v, whose input gradients add */
-    hn_matmul_backward(m->act.datty, lg->attow, NULL, m->act.dres, a->atty, lw->attow, N, Q, C);
+    LINEAR_BACK(O, m->act.datty, lg->attow, NULL, m->act.dres, a->atty, lw->attow, N, Q, C);
     hn_attention_gqa_backward(dq, dk, dv, m->act.datty, a->q, a->k, a->v, a->att, Q, KV, B, T,
                               c->NH, c->NKV, HS);
     hn_rope_backward(dq, B, T, c->NH, HS, Q, 0, c->rope_theta);
     hn_rope_backward(dk, B, T, c->NKV, HS, KV, 0, c->rope_theta);
-    hn_matmul_backward(m->act.dln, lg->qw, NULL, dq, a->ln1, lw->qw, N, C, Q);
-    hn_matmul_backward(m->act.dtmp, lg->kw, NULL, dk, a->ln1, lw->kw, N, C, KV);
+    LINEAR_BACK(Q, m->act.dln, lg->qw, NULL, dq, a->ln1, lw->qw, N, C, Q);
+    LINEAR_BACK(K, m->act.dtmp, lg->kw, NULL, dk, a->ln1, lw->kw, N, C, KV);
     hn_residual_forward(m->act.dln, m->act.dln, m->act.dtmp, NC);
-    hn_matmul_backward(m->act.dtmp, lg->vw, NULL, dv, a->ln1, lw->vw, N, C, KV);
+    LINEAR_BACK(V, m->act.dtmp, lg->vw, NULL, dv, a->ln1, lw->vw, N, C, KV);
     hn_residual_forward(m->act.dln, m->act.dln, m->act.dtmp, NC);
     hn_rmsnorm_backward(m->act.dres, lg->ln1w, m->act.dln, residual, lw->ln1w, a->ln1_rstd, N, C);
 }

@@ -20,6 +20,7 @@
 
 #include "core/config.h"
 #include "core/params.h"
+#include "train/peft/peft.h"
 
 typedef enum { HN_ARCH_GPT2, HN_ARCH_LLAMA } HnArch;
 
@@ -105,8 +106,9 @@ typedef struct {
     HnModelConfig cfg;
     HnParamTable params;
     HnTensors w;  /* into params.data */
-    float* grads; /* mirror of params.data */
-    HnTensors g;  /* into grads */
+    float* grads; /* gradients of the trainable rows, in the table's gradient layout */
+    HnTensors g;  /* into grads; NULL for frozen rows */
+    HnPeft peft;  /* parameter-efficient add-ons (inactive: full fine-tuning) */
 
     /* activations, sized for up to maxB x maxT positions */
     int maxB, maxT;
@@ -133,9 +135,13 @@ size_t hn_model_layout_activations(HnActivations* act, const HnModelConfig* cfg,
 /* build the parameter table and allocate parameters, gradients and activations for
  * micro-batches of up to maxB x maxT positions; HN_OK or HN_ERR */
 int hn_model_create(HnModel* m, const HnModelConfig* cfg, int maxB, int maxT);
+/* the same with the add-ons of a plan (hn_peft_plan), which the model takes over (*peft is
+ * zeroed): their rows join the table and, when the plan is active, the base is frozen */
+int hn_model_create_peft(HnModel* m, const HnModelConfig* cfg, HnPeft* peft, int maxB, int maxT);
 void hn_model_free(HnModel* m);
 /* initialisation: normal(0, std) weights, residual projections scaled by 1/sqrt(2L)
- * (Radford et al. 2019), zero biases, unit norm gains; deterministic in seed */
+ * (Radford et al. 2019), zero biases, unit norm gains; then the add-ons as PEFT initialises
+ * them (hn_peft_init); deterministic in seed */
 void hn_model_init(HnModel* m, float std, uint64_t seed);
 
 /* Forward over tokens (B, T). With targets (B, T; HN_IGNORE = not counted) it computes the

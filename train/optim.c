@@ -10,8 +10,8 @@
 int hn_optim_create(HnOptimizer* o, const HnOptimConfig* cfg, const HnParamTable* t) {
     o->cfg = *cfg;
     o->t = 0;
-    o->m = hn_params_mirror(t);
-    o->v = hn_params_mirror(t);
+    o->m = hn_params_grad_buffer(t);
+    o->v = hn_params_grad_buffer(t);
     return (o->m && o->v) ? HN_OK : HN_ERR;
 }
 
@@ -36,7 +36,7 @@ float hn_optim_lr(const HnOptimConfig* c, int step) {
 double hn_optim_grad_norm(const HnParamTable* t, const float* grads) {
     double ss = 0.0;
     for (int i = 0; i < t->n; i++)
-        if (t->rows[i].trainable) ss += hn_sum_squares(grads + t->rows[i].offset, t->rows[i].numel);
+        if (t->rows[i].trainable) ss += hn_sum_squares(grads + t->rows[i].goff, t->rows[i].numel);
     return sqrt(ss);
 }
 
@@ -60,8 +60,8 @@ float hn_optim_step(HnOptimizer* o, HnParamTable* t, float* grads, double grad_n
     for (int i = 0; i < t->n; i++) {
         const HnParamRow* r = &t->rows[i];
         if (!r->trainable) continue;
-        size_t off = r->offset;
-        hn_adamw_update(t->data + off, grads + off, o->m + off, o->v + off, r->numel, lr, c->beta1,
+        size_t g = r->goff;
+        hn_adamw_update(t->data + r->offset, grads + g, o->m + g, o->v + g, r->numel, lr, c->beta1,
                         c->beta2, c->eps, r->decay ? c->weight_decay : 0.0f, scale, o->t, 1);
     }
     return lr;

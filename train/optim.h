@@ -1,7 +1,8 @@
 /*
  * The optimizer: AdamW over the trainable rows of a parameter table, with a learning-rate
  * schedule (linear warm-up, then cosine / linear decay or constant) and global-norm
- * gradient clipping. Moments mirror the table; rows that are not trainable are skipped.
+ * gradient clipping. Gradients and moments use the table's gradient layout (trainable rows
+ * only, hn_params_layout_grads); frozen rows have no place there and are never touched.
  */
 #ifndef HONE_OPTIM_H
 #define HONE_OPTIM_H
@@ -18,8 +19,8 @@ typedef struct {
 
 typedef struct {
     HnOptimConfig cfg;
-    float* m; /* first moments, laid out like the table */
-    float* v; /* second moments */
+    float* m; /* first moments, in the gradient layout */
+    float* v; /* second moments, in the gradient layout */
     int t;    /* optimizer steps taken */
 } HnOptimizer;
 

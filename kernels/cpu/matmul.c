@@ -53,3 +53,9 @@ void hn_matmul_backward(float* dinp, float* dweight, float* dbias, const float* 
         }
     }
 }
+
+void hn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float* A, int lda,
+             const float* B, int ldb, float beta, float* C, int ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
+                N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}

@@ -1,0 +1,12 @@
+/* Shared between the files of train/peft/, not part of its interface. */
+#ifndef HONE_PEFT_INTERNAL_H
+#define HONE_PEFT_INTERNAL_H
+
+#include "train/peft/peft.h"
+
+/* norm (out) = the row norms of w + a->scale * B @ A over the add-on's rows (DoRA's
+ * ||W + s B A||), through tmp (out x in floats) */
+void hn_peft_dora_norms(const HnAddon* a, const float* w, const float* A, const float* B,
+                        float* norm, float* tmp);
+
+#endif
