@@ -294,25 +294,58 @@ int hn_ckpt_cursor(HnH5* f, HnCkptCursor* c, int** order, double* best_val_loss)
     return HN_OK;
 }
 
-int hn_ckpt_weights_sha256(const HnParamTable* t, char hex[65]) {
+static int cmp_names(const void* a, const void* b) {
+    return strcmp(*(char* const*)a, *(char* const*)b);
+}
+
+int hn_ckpt_model_sha256(HnH5* f, char hex[65]) {
+    char** names = NULL;
+    int n = 0;
+    if (hn_h5_list(f, "/model", &names, &n) != HN_OK) return HN_ERR;
+    qsort(names, (size_t)n, sizeof *names, cmp_names);
     EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    for (int i = 0; ok && i < t->n; i++) {
-        const HnParamRow* r = &t->rows[i];
-        if (r->addon) continue;
-        int32_t dims[1 + HN_MAX_DIMS] = {r->ndim};
-        for (int d = 0; d < r->ndim; d++)
-            dims[1 + d] = r->shape[d];
-        ok = EVP_DigestUpdate(ctx, r->name, strlen(r->name) + 1) &&
-             EVP_DigestUpdate(ctx, dims, sizeof dims) &&
-             EVP_DigestUpdate(ctx, t->data + r->offset, r->numel * sizeof(float));
+    int rc = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ? HN_OK
+                                                               : hn_error("OpenSSL: no SHA-256");
+    float* buf = NULL;
+    for (int i = 0; rc == HN_OK && i < n; i++) {
+        char path[PATH_LEN];
+        int ndim;
+        int64_t shape[8] = {0};
+        snprintf(path, sizeof path, "/model/%s", names[i]);
+        if ((rc = hn_h5_shape(f, path, &ndim, shape)) != HN_OK) break;
+        size_t numel = 1;
+        for (int d = 0; d < ndim; d++) {
+            if (shape[d] < 0 || shape[d] > ((int64_t)1 << 34) ||
+                (shape[d] && numel > ((size_t)1 << 34) / (size_t)shape[d])) {
+                rc = hn_error("%s: %s has an implausible shape", hn_h5_path(f), path);
+                break;
+            }
+            numel *= (size_t)shape[d];
+        }
+        if (rc != HN_OK) break;
+        float* grown = realloc(buf, (numel ? numel : 1) * sizeof(float));
+        if (!grown) {
+            rc = hn_error("out of memory");
+            break;
+        }
+        buf = grown;
+        if ((rc = hn_h5_read(f, path, HN_H5_F32, buf, numel)) != HN_OK) break;
+        int32_t nd = ndim;
+        if (!EVP_DigestUpdate(ctx, names[i], strlen(names[i]) + 1) ||
+            !EVP_DigestUpdate(ctx, &nd, sizeof nd) ||
+            !EVP_DigestUpdate(ctx, shape, (size_t)ndim * sizeof(int64_t)) ||
+            !EVP_DigestUpdate(ctx, buf, numel * sizeof(float)))
+            rc = hn_error("OpenSSL: SHA-256 update failed");
     }
     unsigned char md[32];
-    unsigned int n = 0;
-    ok = ok && EVP_DigestFinal_ex(ctx, md, &n) && n == 32;
+    unsigned int len = 0;
+    if (rc == HN_OK && (!EVP_DigestFinal_ex(ctx, md, &len) || len != 32))
+        rc = hn_error("OpenSSL: SHA-256 failed");
+    if (rc == HN_OK)
+        for (int i = 0; i < 32; i++)
+            snprintf(hex + 2 * i, 3, "%02x", md[i]);
     EVP_MD_CTX_free(ctx);
-    if (!ok) return hn_error("cannot compute a SHA-256 (OpenSSL failed)");
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    return HN_OK;
+    free(buf);
+    hn_h5_free_names(names, n);
+    return rc;
 }

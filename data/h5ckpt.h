@@ -5,7 +5,7 @@
  *                run, model.vocab filled in), arch, step, tokens, dtype ("f32"|"bf16")
  *                base_file, base_sha256: only in a checkpoint of a run on a frozen base
  *                loaded from another checkpoint (model.from): that file and the SHA-256 of
- *                its weights (hn_ckpt_weights_sha256); /model then holds only the base rows
+ *                its weights (hn_ckpt_model_sha256); /model then holds only the base rows
  *                the run trained (BitFit's biases, say), the rest comes from the base
  *   /model/<row> base weights by parameter-table row name, f32 or bf16
  *   /peft/<row>  add-on rows of parameter-efficient methods (lora_A, lora_B, dora_m, ia3)
@@ -54,7 +54,7 @@ typedef struct {
     double best_val_loss;       /* NAN if none */
     const HnTokenizer* tokenizer; /* NULL: "none" */
     const char* base_file;      /* NULL, or the base checkpoint of a frozen-base run */
-    const char* base_sha256;    /* with base_file: hn_ckpt_weights_sha256 of that base */
+    const char* base_sha256;    /* with base_file: hn_ckpt_model_sha256 of that base */
     int bf16;                   /* store /model in bf16 */
     int deflate;                /* 0..9 */
 } HnCkptSave;
@@ -86,10 +86,10 @@ int hn_ckpt_read_group_tensor(HnH5* f, const char* group, const char* name, floa
 /* the base a frozen-base checkpoint was trained on: malloc'd strings (caller frees), both
  * NULL when the checkpoint holds its whole model */
 int hn_ckpt_base_ref(HnH5* f, char** file, char** sha256);
-/* SHA-256 (64 hex digits and a NUL into hex) of the base rows of t (not add-ons): names,
- * shapes and float32 values in table order, so the same weights give the same hash whatever
- * file they came from */
-int hn_ckpt_weights_sha256(const HnParamTable* t, char hex[65]);
+/* SHA-256 (64 hex digits and a NUL into hex) of a checkpoint's /model group: each row's
+ * name, shape and float32 values, rows in name order; the same weights give the same hash
+ * whatever file (and HDF5 layout) holds them */
+int hn_ckpt_model_sha256(HnH5* f, char hex[65]);
 /* the tokenizer stored in the checkpoint; *tok is NULL for "none". HN_OK or HN_ERR */
 int hn_ckpt_tokenizer(HnH5* f, HnTokenizer** tok);
 /* the root attributes step and tokens, and the optimizer step count */

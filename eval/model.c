@@ -35,6 +35,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "data/h5ckpt.h"
+#include "train/peft/peft.h"
 #include "kernels/cpu/fastmath.h"
 #include "kernels/ops.h"
 
@@ -259,8 +260,119 @@ void hn_eval_model_free(HnEvalModel* m) {
 
 /* ---- loading a checkpoint ---- */
 
+/* a checkpoint, and for one trained on a frozen base, that base: rows the checkpoint does
+ * not hold come from the base */
+typedef struct {
+    HnH5* ckpt;
+    HnH5* base;
+} CkptPair;
+
 static int read_ckpt_tensor(void* ctx, const char* name, float* dst, size_t numel) {
-    return hn_ckpt_read_tensor((HnH5*)ctx, name, dst, numel);
+    const CkptPair* p = ctx;
+    char path[HN_NAME_MAX + 8];
+    snprintf(path, sizeof path, "/model/%s", name);
+    if (p->base && !hn_h5_exists(p->ckpt, path))
+        return hn_ckpt_read_tensor(p->base, name, dst, numel);
+    return hn_ckpt_read_tensor(p->ckpt, name, dst, numel);
+}
+
+/* the base a frozen-base checkpoint names, opened and checked against the hash it recorded;
+ * *base stays NULL for a checkpoint that holds its whole model */
+static int open_base(HnH5* f, const char* path, HnH5** base) {
+    *base = NULL;
+    char *file = NULL, *sha = NULL, *text = NULL, hex[65];
+    if (hn_ckpt_base_ref(f, &file, &sha) != HN_OK) return HN_ERR;
+    if (!file) return HN_OK;
+    int rc = HN_OK;
+    *base = hn_ckpt_open(file, &text);
+    free(text);
+    if (!*base)
+        rc = hn_error("%s holds add-ons on the base %s, which cannot be opened (%s)", path, file,
+                      hn_error_message());
+    else if (hn_ckpt_model_sha256(*base, hex) != HN_OK)
+        rc = HN_ERR;
+    else if (strcmp(hex, sha) != 0)
+        rc = hn_error("%s was trained on a different %s (SHA-256 of its weights %.12s..., now "
+                      "%.12s...) — evaluate it on the base it was trained on",
+                      path, file, sha, hex);
+    free(file);
+    free(sha);
+    return rc;
+}
+
+/* layer l's weight (and bias) of a base linear inside the eval model's stacked tensors */
+static void linear_of(HnEvalModel* m, int l, HnLinear lin, float** w, float** b) {
+    const HnEvalConfig* c = &m->config;
+    HnEvalWeights* x = &m->w;
+    size_t C = (size_t)c->C, F = (size_t)c->F, KV = (size_t)(c->C / c->NH) * c->NKV;
+    *b = NULL;
+    switch (lin) {
+    case HN_LIN_QKV:
+        *w = x->qkvw + l * 3 * C * C, *b = x->qkvb + l * 3 * C;
+        return;
+    case HN_LIN_Q:
+        *w = x->qw + l * C * C;
+        return;
+    case HN_LIN_K:
+        *w = x->kw + l * KV * C;
+        return;
+    case HN_LIN_V:
+        *w = x->vw + l * KV * C;
+        return;
+    case HN_LIN_O:
+        *w = x->attow + l * C * C, *b = x->attob ? x->attob + l * C : NULL;
+        return;
+    case HN_LIN_UP:
+        *w = x->fcw + l * F * C, *b = x->fcb ? x->fcb + l * F : NULL;
+        return;
+    case HN_LIN_GATE:
+        *w = x->gatew + l * F * C;
+        return;
+    default:
+        *w = x->fcprojw + l * C * F, *b = x->fcprojb ? x->fcprojb + l * C : NULL;
+        return;
+    }
+}
+
+/* fold the checkpoint's parameter-efficient add-ons (/peft) into the loaded base weights:
+ * LoRA, DoRA and IA3 all fold exactly, so the inference path runs a plain model */
+static int fold_addons(HnEvalModel* m, HnH5* f, const HnConfig* cfg, const char* path) {
+    HnPeft plan;
+    if (hn_peft_plan(&plan, cfg) != HN_OK) return HN_ERR;
+    int rc = HN_OK;
+    char name[HN_NAME_MAX + 16];
+    for (int j = 0; rc == HN_OK && j < plan.n; j++) {
+        const HnAddon* a = &plan.a[j];
+        size_t na = (size_t)a->rank * a->in, nb = (size_t)a->out * a->rank;
+        size_t nl = a->kind == HN_ADD_IA3_IN ? (size_t)a->in : (size_t)a->out;
+        float* buf = malloc((na + nb + 2 * nl + 4) * sizeof(float));
+        if (!buf) {
+            rc = hn_error("out of memory");
+            break;
+        }
+        float *A = buf, *B = buf + na, *mag = B + nb, *l = mag + nl;
+        if (a->kind == HN_ADD_LORA || a->kind == HN_ADD_DORA) {
+            snprintf(name, sizeof name, "layers.%d.%s.lora_A", a->layer, a->site);
+            rc = hn_ckpt_read_group_tensor(f, "peft", name, A, na);
+            snprintf(name, sizeof name, "layers.%d.%s.lora_B", a->layer, a->site);
+            if (rc == HN_OK) rc = hn_ckpt_read_group_tensor(f, "peft", name, B, nb);
+            snprintf(name, sizeof name, "layers.%d.%s.dora_m", a->layer, a->site);
+            if (rc == HN_OK && a->kind == HN_ADD_DORA)
+                rc = hn_ckpt_read_group_tensor(f, "peft", name, mag, (size_t)a->out);
+        } else {
+            snprintf(name, sizeof name, "layers.%d.%s.ia3", a->layer, a->site);
+            rc = hn_ckpt_read_group_tensor(f, "peft", name, l, nl);
+        }
+        if (rc == HN_OK) {
+            float *w, *b;
+            linear_of(m, a->layer, a->lin, &w, &b);
+            hn_peft_fold(a, w, b, A, B, mag, l);
+        }
+        free(buf);
+    }
+    if (rc != HN_OK) hn_error("%s: %s", path, hn_error_message());
+    hn_peft_free(&plan);
+    return rc;
 }
 
 /* the model section of a checkpoint's config as the eval model's config */
@@ -299,11 +411,15 @@ int hn_eval_model_open(const char* ckpt_path, int max_context, HnEvalModel** m, 
     int rc = hn_config_load_text(&cfg, yaml, ckpt_path);
     free(yaml);
     if (rc == HN_OK) rc = config_of(&cfg, ckpt_path, &c);
+    CkptPair pair = {f, NULL};
+    if (rc == HN_OK) rc = open_base(f, ckpt_path, &pair.base);
     if (rc == HN_OK) {
-        *m = hn_eval_model_new(&c, max_context, read_ckpt_tensor, f);
+        *m = hn_eval_model_new(&c, max_context, read_ckpt_tensor, &pair);
         if (!*m) rc = HN_ERR;
     }
+    if (rc == HN_OK && cfg.peft.methods.n > 0) rc = fold_addons(*m, f, &cfg, ckpt_path);
     if (rc == HN_OK) rc = hn_ckpt_tokenizer(f, tok);
+    if (pair.base) hn_h5_close(pair.base);
     hn_h5_close(f);
     if (rc != HN_OK) {
         hn_eval_model_free(*m);

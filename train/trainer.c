@@ -145,6 +145,8 @@ typedef struct {
     int64_t ntokens; /* training tokens consumed */
     double best_val; /* NAN until a validation */
     char* config_text;
+    char base_sha[65]; /* model.from with a frozen base: the hash of its weights */
+    int base_ref;      /* checkpoints hold only what the run trains and name the base */
     int on_gpu; /* steps and evaluations run on the device model; the host model gets its
                  * parameters and moments back before every save and at the end */
 #ifdef HONE_HAVE_CUDA
@@ -318,7 +320,9 @@ static int save_checkpoint(Run* r, int improved) {
                     .best_val_loss = r->best_val,
                     .tokenizer = r->tok,
                     .bf16 = strcmp(cfg->train.save_dtype, "bf16") == 0,
-                    .deflate = cfg->train.deflate};
+                    .deflate = cfg->train.deflate,
+                    .base_file = r->base_ref ? cfg->model.from : NULL,
+                    .base_sha256 = r->base_ref ? r->base_sha : NULL};
     if (hn_ckpt_save(path, &s) != HN_OK) return HN_ERR;
     if (hn_path(link_path, sizeof link_path, "%s/latest.h5", cfg->train.out) != HN_OK ||
         replace_link(rel, link_path, 1) != HN_OK)
@@ -383,9 +387,24 @@ static int resume(Run* r, const char* path) {
     int* order = NULL;
     double best = NAN;
     if (rc == HN_OK) rc = hn_ckpt_counters(f, &step, &tokens, &opt_t);
-    if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "model", &r->model.params, r->model.params.data, 0);
-    if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "optim/m", &r->model.params, r->opt.m, 1);
-    if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "optim/v", &r->model.params, r->opt.v, 1);
+    char *base_file = NULL, *base_sha = NULL;
+    if (rc == HN_OK) rc = hn_ckpt_base_ref(f, &base_file, &base_sha);
+    if (rc == HN_OK && (base_sha != NULL) != r->base_ref)
+        rc = hn_error("cannot resume from %s: it was %s a frozen base, this run is %s", path,
+                      base_sha ? "trained on" : "not trained on", r->base_ref ? "" : "not");
+    if (rc == HN_OK && base_sha && strcmp(base_sha, r->base_sha) != 0)
+        rc = hn_error("cannot resume from %s: its base %s has changed since (SHA-256 of the "
+                      "weights %.12s..., the checkpoint recorded %.12s...)",
+                      path, r->cfg.model.from, r->base_sha, base_sha);
+    free(base_file);
+    free(base_sha);
+    HnParamTable* t = &r->model.params;
+    if (rc == HN_OK)
+        rc = hn_ckpt_read_rows(f, "model", t, t->data,
+                               r->base_ref ? HN_ROWS_BASE_TRAINABLE : HN_ROWS_BASE);
+    if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "peft", t, t->data, HN_ROWS_ADDON);
+    if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "optim/m", t, r->opt.m, HN_ROWS_GRAD);
+    if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "optim/v", t, r->opt.v, HN_ROWS_GRAD);
     if (rc == HN_OK) rc = hn_ckpt_cursor(f, &cur, &order, &best);
     if (rc == HN_OK)
         rc = hn_loader_set_cursor(&r->train, cur.epoch, cur.shard_pos, cur.window_pos,
@@ -424,10 +443,41 @@ static void run_free(Run* r) {
 #endif
 }
 
-/* data, vocabulary, tokenizer, model, optimizer, run folder */
-static int run_setup(Run* r, const HnConfig* user_cfg) {
+/* model.from: the base checkpoint's model section replaces the config's, and its tokenizer
+ * (if it has one) is the run's; the checkpoint stays open in *base for its weights */
+static int open_base(Run* r, HnH5** base) {
     HnConfig* cfg = &r->cfg;
-    *cfg = *user_cfg;
+    char* text = NULL;
+    *base = hn_ckpt_open(cfg->model.from, &text);
+    if (!*base) return HN_ERR;
+    HnConfig b;
+    hn_config_defaults(&b);
+    int rc = hn_config_load_text(&b, text, cfg->model.from);
+    free(text);
+    char *file = NULL, *sha = NULL;
+    if (rc == HN_OK) rc = hn_ckpt_base_ref(*base, &file, &sha);
+    if (rc == HN_OK && file)
+        rc = hn_error("model.from %s holds only add-ons on a base (%s) — train from that base, or "
+                      "from a merged export of this checkpoint",
+                      cfg->model.from, file);
+    free(file);
+    free(sha);
+    if (rc != HN_OK) return HN_ERR;
+    char from[HN_STR];
+    memcpy(from, cfg->model.from, sizeof from);
+    float init_std = cfg->model.init_std;
+    cfg->model = b.model;
+    memcpy(cfg->model.from, from, sizeof from);
+    cfg->model.init_std = init_std;
+    if (cfg->data.seq > cfg->model.context)
+        return hn_error("data.seq (%d) exceeds the context of %s (%d)", cfg->data.seq, from,
+                        cfg->model.context);
+    return hn_ckpt_tokenizer(*base, &r->tok);
+}
+
+/* data, vocabulary, tokenizer, model, optimizer, run folder */
+static int run_setup_with(Run* r, HnH5** base) {
+    HnConfig* cfg = &r->cfg;
     /* the loader opens first so a missing or damaged shard is the error reported */
     if (hn_loader_open(&r->train, cfg->data.train, cfg->data.batch, cfg->data.seq, INT_MAX,
                        cfg->data.shuffle, (uint64_t)cfg->train.seed) != HN_OK)
@@ -436,6 +486,7 @@ static int run_setup(Run* r, const HnConfig* user_cfg) {
     data_dir_of(cfg->data.train, data_dir, sizeof data_dir);
     HnDataMeta meta;
     int have_meta = hn_data_meta_read(data_dir, &meta) == HN_OK;
+    if (cfg->model.from[0] && open_base(r, base) != HN_OK) return HN_ERR;
     if (cfg->model.vocab == 0) {
         if (!have_meta)
             return hn_error("model.vocab is 0 and %s/meta.json is missing — set model.vocab or "
@@ -444,7 +495,11 @@ static int run_setup(Run* r, const HnConfig* user_cfg) {
         cfg->model.vocab = meta.vocab_size;
     }
     int V = cfg->model.vocab;
-    if (strcmp(cfg->tokenizer.type, "none") != 0) {
+    if (have_meta && meta.vocab_size > V)
+        return hn_error("the data's tokenizer has %d tokens, more than the model's vocabulary %d — "
+                        "prepare the data with the model's tokenizer",
+                        meta.vocab_size, V);
+    if (!r->tok && strcmp(cfg->tokenizer.type, "none") != 0) {
         r->tok = open_tokenizer(cfg, &meta, have_meta);
         if (!r->tok && strcmp(cfg->tokenizer.type, "auto") != 0) return HN_ERR;
         if (r->tok && hn_tokenizer_vocab_size(r->tok) > V)
@@ -455,8 +510,19 @@ static int run_setup(Run* r, const HnConfig* user_cfg) {
 
     int B = cfg->data.batch, T = cfg->data.seq, accum = cfg->optim.accum;
     HnModelConfig mc = hn_model_config_of(cfg);
-    if (hn_model_create(&r->model, &mc, B, T) != HN_OK) return HN_ERR;
+    HnPeft plan;
+    if (hn_peft_plan(&plan, cfg) != HN_OK) return HN_ERR;
+    if (hn_model_create_peft(&r->model, &mc, &plan, B, T) != HN_OK) return HN_ERR;
     hn_model_init(&r->model, cfg->model.init_std, (uint64_t)cfg->train.seed);
+    HnParamTable* t = &r->model.params;
+    if (*base) {
+        /* the base's weights, then the add-ons initialised on them (DoRA's magnitude is the
+         * norm of the base's rows) */
+        if (hn_ckpt_read_rows(*base, "model", t, t->data, HN_ROWS_BASE) != HN_OK) return HN_ERR;
+        hn_peft_init(&r->model.peft, t, (uint64_t)cfg->train.seed);
+        r->base_ref = r->model.peft.active;
+        if (r->base_ref && hn_ckpt_model_sha256(*base, r->base_sha) != HN_OK) return HN_ERR;
+    }
     const char* patterns[HN_MAX_LIST];
     for (int i = 0; i < cfg->optim.no_decay.n; i++)
         patterns[i] = cfg->optim.no_decay.item[i];
@@ -482,6 +548,14 @@ static int run_setup(Run* r, const HnConfig* user_cfg) {
     r->best_val = NAN;
     if (!(r->config_text = config_to_text(cfg))) return hn_error("cannot render the config");
     return hn_mkdirs(cfg->train.out);
+}
+
+static int run_setup(Run* r, const HnConfig* user_cfg) {
+    r->cfg = *user_cfg;
+    HnH5* base = NULL;
+    int rc = run_setup_with(r, &base);
+    if (base) hn_h5_close(base);
+    return rc;
 }
 
 static int open_run_files(Run* r, int resumed) {
@@ -515,6 +589,11 @@ static int train_step(Run* r, double* loss_out, double* norm_out, float* lr_out)
     float scale = counted ? 1.0f / (float)counted : 0.0f;
     for (int k = 0; k < accum; k++) {
         double micro_sum;
+        /* LoRA dropout's masks: a function of the seed, the step and the micro-batch, so a
+         * resumed run draws the same ones */
+        uint64_t x = (uint64_t)cfg->train.seed * 0x9e3779b97f4a7c15ULL + (uint64_t)r->step;
+        x = x * 0xbf58476d1ce4e5b9ULL + (uint64_t)k;
+        r->model.peft.dropout_seed = hn_splitmix64(&x);
         if (model_forward(r, r->tokens + k * per_micro, r->targets + k * per_micro, B, T, scale,
                           &micro_sum) != HN_OK ||
             model_backward(r) != HN_OK)
@@ -554,6 +633,13 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
 #ifdef HONE_HAVE_CUDA
     if (strcmp(user_cfg->train.device, "auto") == 0) use_gpu = hn_cuda_device_count() > 0;
 #endif
+    if (use_gpu && user_cfg->peft.methods.n > 0) {
+        if (strcmp(user_cfg->train.device, "cuda") == 0)
+            return hn_error("peft methods run on the CPU backend only for now — use "
+                            "train.device: cpu");
+        fprintf(stderr, "peft methods run on the CPU backend only for now: training on the CPU\n");
+        use_gpu = 0;
+    }
     if (opts->stop_at < 0) return hn_error("--stop-at must be a positive step");
     int threads = user_cfg->train.threads > 0 ? user_cfg->train.threads : omp_get_num_procs();
     omp_set_num_threads(threads);
@@ -583,11 +669,20 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
         size_t nparams = 0;
         for (int i = 0; i < r->model.params.n; i++)
             nparams += r->model.params.rows[i].numel;
-        fprintf(
-            stderr,
-            "model: gpt2 L=%d C=%d NH=%d V=%d (%.2fM parameters), B=%d T=%d accum=%d, %d threads\n",
-            cfg->model.layers, cfg->model.channels, cfg->model.heads, cfg->model.vocab,
-            nparams / 1e6, cfg->data.batch, cfg->data.seq, cfg->optim.accum, threads);
+        fprintf(stderr,
+                "model: %s L=%d C=%d NH=%d V=%d (%.2fM parameters), B=%d T=%d accum=%d, %d "
+                "threads\n",
+                cfg->model.arch, cfg->model.layers, cfg->model.channels, cfg->model.heads,
+                cfg->model.vocab, nparams / 1e6, cfg->data.batch, cfg->data.seq, cfg->optim.accum,
+                threads);
+        if (r->model.peft.active) {
+            HnPeftCounts pc = hn_peft_counts(&r->model.params);
+            size_t tn = hn_params_trainable_numel(&r->model.params);
+            fprintf(stderr,
+                    "peft: %zu trainable parameters (%.3f%%): lora %zu, dora %zu, ia3 %zu, "
+                    "bitfit %zu; the base is frozen\n",
+                    tn, 100.0 * (double)tn / (double)nparams, pc.lora, pc.dora, pc.ia3, pc.bitfit);
+        }
         if (r->on_gpu) fprintf(stderr, "device: cuda 0 (fp32)\n");
     }
 

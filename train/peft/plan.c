@@ -317,8 +317,9 @@ int hn_peft_add_rows(HnPeft* p, HnParamTable* t) {
         }
         if (addon) {
             t->rows[i].addon = 1;
-            t->rows[i].decay = 0; /* PEFT's add-ons get AdamW's decay only if the user asks;
-                                   * hone's no_decay patterns decide (see the trainer) */
+            /* no weight decay on add-ons: it would pull IA3 scales and DoRA magnitudes
+             * toward 0, not toward the base */
+            t->rows[i].decay = 0;
         }
     }
     return HN_OK;
