@@ -136,7 +136,8 @@ size_t hn_model_layout_activations(HnActivations* act, const HnModelConfig* cfg,
  * micro-batches of up to maxB x maxT positions; HN_OK or HN_ERR */
 int hn_model_create(HnModel* m, const HnModelConfig* cfg, int maxB, int maxT);
 /* the same with the add-ons of a plan (hn_peft_plan), which the model takes over (*peft is
- * zeroed): their rows join the table and, when the plan is active, the base is frozen */
+ * zeroed): their rows join the table and, when the plan is active, the base is frozen. The
+ * add-ons point into *m: a created model is not moved (copied by value) afterwards. */
 int hn_model_create_peft(HnModel* m, const HnModelConfig* cfg, HnPeft* peft, int maxB, int maxT);
 void hn_model_free(HnModel* m);
 /* initialisation: normal(0, std) weights, residual projections scaled by 1/sqrt(2L)

@@ -18,6 +18,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/rng.h"
 #include "data/safetensors.h"
 #include "kernels/ops.h"
 #include "testing.h"
@@ -234,7 +235,122 @@ static void check_method(const char* arch, const char* method) {
     hn_safetensors_close(base);
 }
 
+/* LoRA on gpt2's attn.q and attn.v slices (the LoRA paper's placement, which PEFT cannot
+ * express) equals LoRA of rank 2r on the whole attn.qkv with A = [A_q; A_v] and B block-
+ * diagonal (zero on k's rows): the same logits, and the slices' gradients equal the
+ * matching blocks of the whole projection's. */
+static void slice_model(HnModel* out, HnSafetensors* b, const char* yaml, int B, int T) {
+    HnConfig cfg;
+    hn_config_defaults(&cfg);
+    cfg.model.layers = atoi(meta(b, "L"));
+    cfg.model.channels = atoi(meta(b, "C"));
+    cfg.model.heads = atoi(meta(b, "NH"));
+    cfg.model.vocab = atoi(meta(b, "V"));
+    cfg.model.context = atoi(meta(b, "maxT"));
+    if (hn_config_load_text(&cfg, yaml, "slice test") != HN_OK) die();
+    HnModelConfig mc = hn_model_config_of(&cfg);
+    HnPeft plan;
+    HnModel* m = out; /* created in place: the add-ons keep a pointer to its table */
+    if (hn_peft_plan(&plan, &cfg) != HN_OK || hn_model_create_peft(m, &mc, &plan, B, T) != HN_OK)
+        die();
+    for (int i = 0; i < m->params.n; i++) {
+        const HnParamRow* r = &m->params.rows[i];
+        if (r->addon) continue;
+        char key[200];
+        snprintf(key, sizeof key, "param.%s", r->name);
+        float* x = load_f32(b, key, r->numel);
+        memcpy(m->params.data + r->offset, x, r->numel * sizeof(float));
+        free(x);
+    }
+}
+
+static float* row(HnModel* m, const char* name, int grad) {
+    int i = hn_params_find(&m->params, name);
+    if (i < 0) {
+        fprintf(stderr, "FAIL: no row %s\n", name);
+        exit(1);
+    }
+    return grad ? m->grads + m->params.rows[i].goff : m->params.data + m->params.rows[i].offset;
+}
+
+static void check_slices(void) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/peft/gpt2_base.safetensors", hn_test_env("HONE_FIXTURES"));
+    HnSafetensors* b = hn_safetensors_open(path);
+    if (!b) die();
+    int B = atoi(meta(b, "B")), T = atoi(meta(b, "T")), C = atoi(meta(b, "C")), r = 3;
+    size_t N = (size_t)B * T;
+    HnModel sl, wh;
+    slice_model(&sl, b, "peft: [{lora: {targets: [attn.q, attn.v], rank: 3, alpha: 6}}]", B, T);
+    slice_model(&wh, b, "peft: [{lora: {targets: [attn.qkv], rank: 6, alpha: 12}}]", B, T);
+    HnRng rng;
+    hn_rng_seed(&rng, 99);
+    char name[96];
+    for (int l = 0; l < sl.cfg.L; l++) {
+        float* Aw = row(&wh, (snprintf(name, sizeof name, "layers.%d.attn.qkv.lora_A", l), name), 0);
+        float* Bw = row(&wh, (snprintf(name, sizeof name, "layers.%d.attn.qkv.lora_B", l), name), 0);
+        memset(Bw, 0, (size_t)3 * C * 2 * r * sizeof(float));
+        for (int s = 0; s < 2; s++) { /* s = 0: q (rows 0..C), s = 1: v (rows 2C..3C) */
+            const char* site = s ? "v" : "q";
+            float* As = row(&sl, (snprintf(name, sizeof name, "layers.%d.attn.%s.lora_A", l, site), name), 0);
+            float* Bs = row(&sl, (snprintf(name, sizeof name, "layers.%d.attn.%s.lora_B", l, site), name), 0);
+            for (int i = 0; i < r * C; i++)
+                Aw[s * r * C + i] = As[i] = 0.2f * hn_rng_normal(&rng);
+            for (int j = 0; j < C; j++)
+                for (int k = 0; k < r; k++)
+                    Bw[(size_t)(2 * s * C + j) * 2 * r + s * r + k] = Bs[j * r + k] =
+                        0.2f * hn_rng_normal(&rng);
+        }
+    }
+    int* tokens = malloc(N * sizeof(int));
+    int* targets = malloc(N * sizeof(int));
+    if (hn_safetensors_read_i32(b, "input.tokens", (int32_t*)tokens, N) != HN_OK ||
+        hn_safetensors_read_i32(b, "input.targets", (int32_t*)targets, N) != HN_OK)
+        die();
+    HnModel* ms[2] = {&sl, &wh};
+    for (int k = 0; k < 2; k++) {
+        hn_model_zero_grad(ms[k]);
+        hn_model_forward(ms[k], tokens, targets, B, T, 0.01f);
+        hn_model_backward(ms[k]);
+        hn_model_forward(ms[k], tokens, NULL, B, T, 0.0f);
+    }
+    float* ls = logits_of(&sl, N);
+    float* lw = logits_of(&wh, N);
+    double e = rel_err(ls, lw, N * sl.cfg.V), worst = 0;
+    for (int l = 0; l < sl.cfg.L; l++) {
+        float* dAw = row(&wh, (snprintf(name, sizeof name, "layers.%d.attn.qkv.lora_A", l), name), 1);
+        float* dBw = row(&wh, (snprintf(name, sizeof name, "layers.%d.attn.qkv.lora_B", l), name), 1);
+        for (int s = 0; s < 2; s++) {
+            const char* site = s ? "v" : "q";
+            float* dAs = row(&sl, (snprintf(name, sizeof name, "layers.%d.attn.%s.lora_A", l, site), name), 1);
+            float* dBs = row(&sl, (snprintf(name, sizeof name, "layers.%d.attn.%s.lora_B", l, site), name), 1);
+            double ea = rel_err(dAs, dAw + s * r * C, (size_t)r * C);
+            float* blk = malloc((size_t)C * r * sizeof(float));
+            for (int j = 0; j < C; j++)
+                for (int k = 0; k < r; k++)
+                    blk[j * r + k] = dBw[(size_t)(2 * s * C + j) * 2 * r + s * r + k];
+            double eb = rel_err(dBs, blk, (size_t)C * r);
+            free(blk);
+            worst = ea > worst ? ea : worst;
+            worst = eb > worst ? eb : worst;
+        }
+    }
+    printf("== gpt2 LoRA on attn.q + attn.v slices vs rank-2r attn.qkv: logits %.3g, gradients "
+           "%.3g\n",
+           e, worst);
+    CHECK(e <= 1e-5, "slice logits differ from the whole projection's: %.3g", e);
+    CHECK(worst <= 1e-4, "slice gradients differ from the whole projection's blocks: %.3g", worst);
+    free(ls);
+    free(lw);
+    free(tokens);
+    free(targets);
+    hn_model_free(&sl);
+    hn_model_free(&wh);
+    hn_safetensors_close(b);
+}
+
 int main(void) {
+    check_slices();
     static const char* const methods[] = {"lora", "rslora", "dora", "ia3", "lora_ia3"};
     for (int i = 0; i < 5; i++) {
         check_method("gpt2", methods[i]);
