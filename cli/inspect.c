@@ -18,6 +18,7 @@
 #include "data/h5ckpt.h"
 #include "data/safetensors.h"
 #include "train/model.h"
+#include "train/peft/peft.h"
 
 static const char* HELP =
     "usage: hone inspect FILE\n"
@@ -49,7 +50,15 @@ static int inspect_checkpoint(const char* path) {
         rc = hn_h5_read_attr_str(f, "/tokenizer", "type", &tok);
     HnParamTable t = {0};
     HnModelConfig mc = hn_model_config_of(&cfg);
+    HnPeft plan = {0};
+    char *base_file = NULL, *base_sha = NULL;
     if (rc == HN_OK && hn_model_table(&t, &mc) != HN_OK) rc = HN_ERR;
+    /* the add-on rows the config's peft methods give, and which rows they leave trainable */
+    if (rc == HN_OK && hn_peft_plan(&plan, &cfg) != HN_OK) rc = HN_ERR;
+    if (rc == HN_OK && plan.active &&
+        (hn_peft_add_rows(&plan, &t) != HN_OK || hn_peft_freeze_base(&plan, &t) != HN_OK))
+        rc = HN_ERR;
+    if (rc == HN_OK) rc = hn_ckpt_base_ref(f, &base_file, &base_sha);
     if (rc != HN_OK) goto done;
 
     struct stat st;
@@ -61,6 +70,10 @@ static int inspect_checkpoint(const char* path) {
            cfg.model.layers, cfg.model.channels, cfg.model.heads, cfg.model.vocab,
            cfg.model.context, dtype);
     printf("tokenizer   %s\n", tok ? tok : "none");
+    if (base_file)
+        printf("base        %s (SHA-256 of its weights %s): this file holds only the rows the "
+               "run trained\n",
+               base_file, base_sha);
     double best;
     if (hn_h5_has_attr(f, "/train", "best_val_loss") &&
         hn_h5_read_attr_f64(f, "/train", "best_val_loss", &best) == HN_OK && !isnan(best))
@@ -71,10 +84,14 @@ static int inspect_checkpoint(const char* path) {
     char path_buf[HN_NAME_MAX + 16], shape_buf[64];
     for (int i = 0; i < t.n; i++) {
         const HnParamRow* r = &t.rows[i];
-        snprintf(path_buf, sizeof path_buf, "/model/%s", r->name);
+        snprintf(path_buf, sizeof path_buf, "/%s/%s", r->addon ? "peft" : "model", r->name);
         int ndim;
         int64_t shape[8];
         HnH5Type ty;
+        if (base_file && !r->addon && !r->trainable) {
+            total += r->numel;
+            continue; /* a frozen row of the base: not in this file */
+        }
         if (!hn_h5_exists(f, path_buf) || hn_h5_shape(f, path_buf, &ndim, shape) != HN_OK ||
             hn_h5_dtype(f, path_buf, &ty) != HN_OK) {
             printf("%-36s MISSING\n", r->name);
@@ -96,6 +113,13 @@ static int inspect_checkpoint(const char* path) {
     }
     printf("\n%zu rows, %zu parameters, %zu with optimizer state (t=%lld)\n", (size_t)t.n, total,
            trainable, (long long)opt_t);
+    if (plan.active) {
+        HnPeftCounts pc = hn_peft_counts(&t);
+        printf("trainable   %zu of %zu (%.3f%%): lora %zu, dora %zu, ia3 %zu, bitfit %zu\n",
+               hn_params_trainable_numel(&t), total,
+               100.0 * (double)hn_params_trainable_numel(&t) / (double)total, pc.lora, pc.dora,
+               pc.ia3, pc.bitfit);
+    }
     printf("\nconfig:\n");
     for (const char* line = text; *line;) {
         size_t n = strcspn(line, "\n");
@@ -105,6 +129,9 @@ static int inspect_checkpoint(const char* path) {
     if (bad) rc = hn_error("%s: %d row(s) do not match the checkpoint's config", path, bad);
 done:
     hn_params_free(&t);
+    hn_peft_free(&plan);
+    free(base_file);
+    free(base_sha);
     free(dtype);
     free(tok);
     free(text);

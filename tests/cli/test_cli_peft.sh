@@ -64,6 +64,12 @@ opt = sorted(ck["optim/m"].keys())
 assert opt == sorted(model + peft), "optimizer state beyond the trainable rows"
 PY
 
+# inspect: the base it names, the rows it holds, trainable counts per method
+"$HONE" inspect "$WORK/full/latest.h5" > "$WORK/inspect.txt" 2>&1 && ok || bad "inspect failed: $(tail -1 "$WORK/inspect.txt")"
+grep -q "^base .*base.h5 (SHA-256" "$WORK/inspect.txt" && grep -q "layers.1.attn.v.lora_B" "$WORK/inspect.txt" &&
+  grep -q "trainable   1760 of .*lora 1024, dora 0, ia3 0, bitfit 736" "$WORK/inspect.txt" && ok ||
+  bad "inspect output: $(grep -E '^(base|trainable)' "$WORK/inspect.txt")"
+
 # stopped at 4 and resumed: the same bits as the uninterrupted run
 "$HONE" train "$WORK/peft.yaml" --set train.out="$WORK/split" --stop-at 4 > /dev/null 2> "$WORK/s1.err" &&
   "$HONE" train "$WORK/peft.yaml" --set train.out="$WORK/split" --resume auto > /dev/null 2> "$WORK/s2.err"
