@@ -52,9 +52,9 @@ static int set_method(HnConfig* cfg, const char* method) {
         "peft.lora.targets=[attn.qkv, attn.o, mlp.up, mlp.down]", NULL};
     static const char* const ia3[] = {"peft.methods=ia3", NULL};
     static const char* const bitfit[] = {"peft.methods=bitfit", NULL};
-    static const char* const dora[] = {"peft.methods=lora",          "peft.lora.rank=8",
-                                       "peft.lora.alpha=16",         "peft.lora.targets=attn.qkv",
-                                       "peft.lora.dora=true",        NULL};
+    static const char* const dora[] = {"peft.methods=lora",   "peft.lora.rank=8",
+                                       "peft.lora.alpha=16",  "peft.lora.targets=attn.qkv",
+                                       "peft.lora.dora=true", NULL};
     const char* const* set = NULL;
     if (!strcmp(method, "lora")) set = lora;
     if (!strcmp(method, "lora_all")) set = lora_all;
@@ -100,10 +100,9 @@ int main(int argc, char** argv) {
 
     HnConfig cfg;
     hn_config_defaults(&cfg);
-    static const char* const model[] = {"model.arch=gpt2",      "model.layers=12",
-                                        "model.channels=768",   "model.heads=12",
-                                        "model.vocab=50257",    "model.context=1024",
-                                        "model.norm_eps=1e-5",  "model.tied=true"};
+    static const char* const model[] = {
+        "model.arch=gpt2",   "model.layers=12",    "model.channels=768",  "model.heads=12",
+        "model.vocab=50257", "model.context=1024", "model.norm_eps=1e-5", "model.tied=true"};
     for (size_t i = 0; i < sizeof model / sizeof model[0]; i++)
         if (hn_config_set(&cfg, model[i]) != HN_OK) {
             fprintf(stderr, "bench_peft_step: %s\n", hn_error_message());
@@ -193,10 +192,14 @@ int main(int argc, char** argv) {
     for (int s = 0; s < steps; s++)
         printf("%s%.1f", s ? "," : "", ms[s]);
     /* median() sorts, so the list is printed first */
+    double step_min = ms[0];
+    for (int s = 1; s < steps; s++)
+        step_min = ms[s] < step_min ? ms[s] : step_min;
     double step_med = median(ms, steps);
-    printf("],\"median_ms\":%.1f,\"forward_ms\":%.1f,\"backward_ms\":%.1f,\"optim_ms\":%.1f,"
-           "\"peak_rss_mb\":%.0f,\"loss\":%.4f}\n",
-           step_med, median(fwd, steps), median(bwd, steps), median(upd, steps), peak_mb, loss);
+    printf("],\"median_ms\":%.1f,\"min_ms\":%.1f,\"forward_ms\":%.1f,\"backward_ms\":%.1f,"
+           "\"optim_ms\":%.1f,\"peak_rss_mb\":%.0f,\"loss\":%.4f}\n",
+           step_med, step_min, median(fwd, steps), median(bwd, steps), median(upd, steps), peak_mb,
+           loss);
     free(ms), free(tokens), free(targets);
     hn_optim_free(&opt);
     hn_model_free(&m);

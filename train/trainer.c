@@ -495,10 +495,6 @@ static int run_setup_with(Run* r, HnH5** base) {
         cfg->model.vocab = meta.vocab_size;
     }
     int V = cfg->model.vocab;
-    if (have_meta && meta.vocab_size > V)
-        return hn_error("the data's tokenizer has %d tokens, more than the model's vocabulary %d — "
-                        "prepare the data with the model's tokenizer",
-                        meta.vocab_size, V);
     if (!r->tok && strcmp(cfg->tokenizer.type, "none") != 0) {
         r->tok = open_tokenizer(cfg, &meta, have_meta);
         if (!r->tok && strcmp(cfg->tokenizer.type, "auto") != 0) return HN_ERR;
