@@ -96,7 +96,7 @@ static int cmd_train(int argc, char** argv) {
 }
 
 static const char* PREPARE_HELP =
-    "usage: hone prepare TEXT... -o DIR [--tokenizer byte|gpt2] [--encoder F --merges F]\n"
+    "usage: hone prepare TEXT... -o DIR [--tokenizer byte|gpt2|CKPT.h5] [--encoder F --merges F]\n"
     "                    [--val 0.05] [--shard-tokens N] [--seed S]\n"
     "\n"
     "Tokenize text files into token shards (llm.c's format) for `hone train`. Each file is\n"
@@ -105,7 +105,8 @@ static const char* PREPARE_HELP =
     "Writes DIR/train_NNNNNN.bin, DIR/val_NNNNNN.bin and DIR/meta.json.\n"
     "\n"
     "  -o, --out DIR        output folder (created if missing)\n"
-    "  --tokenizer NAME     byte (default: 256 byte ids + end-of-text) or gpt2 (BPE)\n"
+    "  --tokenizer NAME     byte (default: 256 byte ids + end-of-text), gpt2 (BPE), or a\n"
+    "                       checkpoint whose tokenizer to use (e.g. an imported model)\n"
     "  --encoder FILE       GPT-2's encoder.json (with --tokenizer gpt2)\n"
     "  --merges FILE        GPT-2's vocab.bpe (with --tokenizer gpt2)\n"
     "  --val FRACTION       validation share, 0 to 0.5 (default 0.05)\n"

@@ -12,6 +12,7 @@
 #include "core/fs.h"
 #include "core/rng.h"
 #include "data/dataset.h"
+#include "data/h5ckpt.h"
 #include "data/tokenizer.h"
 
 /* read a whole file; NULL with an error */
@@ -95,8 +96,20 @@ int hn_prepare(const HnPrepareOptions* opt, HnPrepareStats* st) {
         if (!opt->encoder || !opt->merges)
             return hn_error("--tokenizer gpt2 needs --encoder encoder.json and --merges vocab.bpe");
         tok = hn_tokenizer_gpt2(opt->encoder, opt->merges);
+    } else if (strlen(opt->tokenizer) > 3 &&
+               strcmp(opt->tokenizer + strlen(opt->tokenizer) - 3, ".h5") == 0) {
+        /* the tokenizer a checkpoint carries (an imported model's, say) */
+        char* text = NULL;
+        HnH5* f = hn_ckpt_open(opt->tokenizer, &text);
+        free(text);
+        if (!f) return HN_ERR;
+        int rc = hn_ckpt_tokenizer(f, &tok);
+        hn_h5_close(f);
+        if (rc != HN_OK) return HN_ERR;
+        if (!tok) return hn_error("%s carries no tokenizer", opt->tokenizer);
     } else {
-        return hn_error("unknown tokenizer '%s' (byte or gpt2)", opt->tokenizer);
+        return hn_error("unknown tokenizer '%s' (byte, gpt2, or a checkpoint CKPT.h5)",
+                        opt->tokenizer);
     }
     if (!tok) return HN_ERR;
 

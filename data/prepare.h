@@ -14,7 +14,7 @@ typedef struct {
     const char* const* inputs; /* text files */
     int ninputs;
     const char* out_dir;
-    const char* tokenizer; /* "byte" or "gpt2" */
+    const char* tokenizer; /* "byte", "gpt2", or a checkpoint path ending in .h5 */
     const char* encoder;   /* gpt2 only */
     const char* merges;    /* gpt2 only */
     double val_fraction;   /* in [0, 0.5] */
