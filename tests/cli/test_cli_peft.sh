@@ -34,6 +34,10 @@ train: {steps: 10, out: "$WORK/base", log_every: 10, threads: 2}
 YAML
 "$HONE" train "$WORK/base.yaml" > /dev/null 2> "$WORK/base.err" && ok || bad "base training failed: $(tail -1 "$WORK/base.err")"
 cp "$WORK/base/latest.h5" "$WORK/base.h5"
+# prepare with the tokenizer a checkpoint carries: the same ids as the byte tokenizer it holds
+"$HONE" prepare "$WORK/train.txt" -o "$WORK/shards_ck" --tokenizer "$WORK/base.h5" --val 0 > /dev/null &&
+  cmp -s "$WORK/shards/train_000000.bin" "$WORK/shards_ck/train_000000.bin" && ok ||
+  bad "prepare --tokenizer CKPT.h5 gave other ids than --tokenizer byte"
 
 cat > "$WORK/peft.yaml" <<YAML
 model: {from: "$WORK/base.h5"}
