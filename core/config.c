@@ -924,8 +924,6 @@ int hn_config_validate(const HnConfig* cfg) {
          cfg->peft.lora.alpha);
     NEED(cfg->peft.lora.dropout >= 0 && cfg->peft.lora.dropout < 1,
          "peft.lora.dropout must be in [0, 1), got %g", cfg->peft.lora.dropout);
-    NEED(!cfg->peft.lora.dora || cfg->peft.lora.dropout == 0,
-         "peft.lora.dora with peft.lora.dropout > 0 is not supported (set one of them off)%s", "");
 
     POSITIVE(cfg->train.steps, "train.steps");
     NOT_NEGATIVE(cfg->optim.warmup, "optim.warmup");

@@ -73,14 +73,15 @@ int hn_peft_alloc(HnPeft* p, int maxN, const HnParamTable* t, float* grads) {
                 return hn_error("out of memory: %zu MB of add-on activations", total * 4 >> 20);
         }
     }
-    /* scratch: a transformed gradient (N, widest) and the LoRA middle (N, rank) or, for DoRA,
-     * the updated weight (out, in) */
+    /* scratch: a transformed gradient (N, widest); the LoRA middle (N, rank) or, for DoRA,
+     * the updated weight (out, in); a third (N, widest) for DoRA with dropout */
     size_t s1 = N * widest, s2 = N * rank > wmat ? N * rank : wmat;
     if (s2 < N * widest) s2 = N * widest; /* dropout's masked input gradient */
     p->scratch_floats = s1;
-    if (!(p->scratch = malloc((s1 + s2 + 1) * sizeof(float))))
+    if (!(p->scratch = malloc((2 * s1 + s2 + 1) * sizeof(float))))
         return hn_error("out of memory: add-on scratch");
     p->scratch2 = p->scratch + s1;
+    p->scratch3 = p->scratch2 + s2;
     return HN_OK;
 }
 
@@ -109,18 +110,25 @@ static void dropout(const HnPeft* p, const HnAddon* a, int j, const float* x, in
     }
 }
 
-/* y[:, off:off+out] += s * (x_src A^T) B^T, keeping x_src A^T in a->xa */
-static void lora_forward(const HnPeft* p, const HnAddon* a, int j, float* y, int ldy,
-                         const float* x, int N) {
-    const float* src = x;
-    if (a->dropout > 0 && p->training) {
-        dropout(p, a, j, x, N);
-        src = a->xd;
-    }
+/* the LoRA branch's input: x, or x after dropout while training (drawn here into a->xd) */
+static const float* lora_input(const HnPeft* p, const HnAddon* a, int j, const float* x, int N) {
+    if (!(a->dropout > 0 && p->training)) return x;
+    dropout(p, a, j, x, N);
+    return a->xd;
+}
+
+/* y[:, off:off+out] += s * (src A^T) B^T, keeping src A^T in a->xa */
+static void lora_apply(const HnPeft* p, const HnAddon* a, float* y, int ldy, const float* src,
+                       int N) {
     hn_gemm(0, 1, N, a->rank, a->in, 1.0f, src, a->in, row_of(p, a->row_a), a->in, 0.0f, a->xa,
             a->rank);
     hn_gemm(0, 1, N, a->out, a->rank, a->scale, a->xa, a->rank, row_of(p, a->row_b), a->rank, 1.0f,
             y + a->off, ldy);
+}
+
+static void lora_forward(const HnPeft* p, const HnAddon* a, int j, float* y, int ldy,
+                         const float* x, int N) {
+    lora_apply(p, a, y, ldy, lora_input(p, a, j, x, N), N);
 }
 
 /* LoRA's gradients from dy (columns off..off+out of rows ldy apart); dx += its input part */
@@ -179,14 +187,29 @@ void hn_peft_linear_forward(HnPeft* p, int layer, HnLinear lin, float* out, cons
             lora_forward(p, &p->a[at[k]], at[k], out, OC, inp, N);
         return;
     case HN_ADD_DORA: {
+        if (!p->hold_norms)
+            hn_peft_dora_norms(a0, w, row_of(p, a0->row_a), row_of(p, a0->row_b), a0->norm,
+                               p->scratch2);
+        const float* m = row_of(p, a0->row_m);
+        const float* norm = a0->norm;
+        if (a0->dropout > 0 && p->training) {
+            /* PEFT's form, exact with dropout: y = x W^T + b + (g - 1) v + g s (x_d A^T) B^T,
+             * v = x_d W^T; u = v + s (x_d A^T) B^T is kept */
+            hn_matmul_forward(out, inp, w, b, N, C, OC);
+            const float* xd = lora_input(p, a0, at[0], inp, N);
+            float* v = p->scratch;
+            hn_matmul_forward(v, xd, w, NULL, N, C, OC);
+            memcpy(a0->z, v, NO * sizeof(float));
+            lora_apply(p, a0, a0->z, OC, xd, N);
+#pragma omp parallel for schedule(static)
+            for (size_t k = 0; k < NO; k++)
+                out[k] += m[k % OC] / norm[k % OC] * a0->z[k] - v[k];
+            return;
+        }
         /* u = x W^T + s (x A^T) B^T, kept; y = (m / ||W + s B A||) u + b */
         hn_matmul_forward(out, inp, w, NULL, N, C, OC);
         lora_forward(p, a0, at[0], out, OC, inp, N);
         memcpy(a0->z, out, NO * sizeof(float));
-        hn_peft_dora_norms(a0, w, row_of(p, a0->row_a), row_of(p, a0->row_b), a0->norm,
-                           p->scratch2);
-        const float* m = row_of(p, a0->row_m);
-        const float* norm = a0->norm;
 #pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++)
             for (int o = 0; o < OC; o++) {
@@ -240,6 +263,29 @@ void hn_peft_linear_backward(HnPeft* p, int layer, HnLinear lin, float* dinp, fl
         float* du = p->scratch;
         /* dm += sum_n dy u / norm (the norm is a constant to the gradient, as in PEFT) */
         colsum_product(grad_of(p, a0->row_m), dout, OC, a0->z, OC, N, OC, norm);
+        if (a0->dropout > 0 && p->training) {
+            /* the base sees x; x_d gets (g - 1) dy W from v and du W + s (du B) A from u */
+            int in = a0->in, r = a0->rank;
+            float *e = p->scratch, *dxa = p->scratch2, *dxd = p->scratch3;
+            hn_matmul_backward(dinp, dw, db, dout, inp, w, N, C, OC);
+#pragma omp parallel for schedule(static)
+            for (size_t k = 0; k < NO; k++)
+                dxd[k] = dout[k] * (m[k % OC] / norm[k % OC]); /* du */
+            hn_gemm(1, 0, OC, r, N, a0->scale, dxd, OC, a0->xa, r, 1.0f, grad_of(p, a0->row_b), r);
+            hn_gemm(0, 0, N, r, OC, a0->scale, dxd, OC, row_of(p, a0->row_b), r, 0.0f, dxa, r);
+            hn_gemm(1, 0, r, in, N, 1.0f, dxa, r, a0->xd, in, 1.0f, grad_of(p, a0->row_a), in);
+#pragma omp parallel for schedule(static)
+            for (size_t k = 0; k < NO; k++)
+                e[k] = dxd[k] - dout[k]; /* (g - 1) dy */
+            hn_gemm(0, 0, N, in, OC, 1.0f, e, OC, w, in, 0.0f, dxd, in);
+            hn_gemm(0, 0, N, in, r, 1.0f, dxa, r, row_of(p, a0->row_a), in, 1.0f, dxd, in);
+            float inv = 1.0f / (1.0f - a0->dropout);
+            size_t NI = (size_t)N * in;
+#pragma omp parallel for schedule(static)
+            for (size_t k = 0; k < NI; k++)
+                if (a0->keep[k]) dinp[k] += dxd[k] * inv;
+            return;
+        }
         if (db) hn_matmul_backward(NULL, NULL, db, dout, inp, w, N, C, OC);
 #pragma omp parallel for schedule(static)
         for (size_t k = 0; k < NO; k++)

@@ -74,12 +74,16 @@ typedef struct {
     int merged; /* add-ons are folded into the base: the hooks apply the base alone */
     /* training */
     int training;          /* the forward is a training one (dropout on) */
+    int hold_norms;        /* reuse the last forward's DoRA norms: the function whose gradient
+                            * the backward computes (the norms are constants to it), which a
+                            * finite-difference check needs */
     uint64_t dropout_seed; /* set by the trainer before each micro-batch */
     int maxN;
     float* mem;     /* every add-on's forward state */
     unsigned char* keep_mem; /* dropout masks */
     float* scratch; /* (maxN, widest) */
     float* scratch2;
+    float* scratch3;
     size_t scratch_floats;
     const HnParamTable* t; /* rows and values of the add-ons */
     float* grads;          /* in t's gradient layout */
