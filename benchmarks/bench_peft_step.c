@@ -5,7 +5,10 @@
  * (which zeroes the gradients, as in the trainer). One method per process, so the peak RSS
  * (getrusage ru_maxrss) is that method's own. Prints one JSON line: the method, trainable and
  * total parameters, the gradient layout's floats, the median step time over the timed steps
- * (after two warm-up steps) and its forward / backward / optimizer parts, the peak RSS.
+ * (after two warm-up steps) and its forward / backward / optimizer parts, the peak RSS, and,
+ * measured afterwards on the same buffers, the base model's GEMMs of such a step alone through
+ * the same BLAS (forward and input gradients of every linear, weight gradients of the
+ * trainable ones): the floor of a step on this base, whatever the add-ons cost.
  *
  *   full      hn_model_create, every row trainable
  *   lora      LoRA r=8 alpha=16 on attn.qkv
@@ -21,6 +24,7 @@
  * usage: bench_peft_step --method full|lora|lora_all|ia3|bitfit|dora [--threads N]
  *                        [--steps S] [--batch B] [--seq T]
  */
+#include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +41,37 @@
 
 static const char* const METHODS[] = {"full", "lora", "lora_all", "ia3", "bitfit", "dora"};
 #define NMETHODS ((int)(sizeof METHODS / sizeof METHODS[0]))
+
+/* the GEMMs of one base linear, as kernels/cpu/matmul.c issues them: out = inp W^T;
+ * dinp = dout W; and dW += dout^T inp only where the weight trains (dw not NULL) */
+static void linear_gemms(float* out, const float* inp, const float* w, float* dinp, float* dw,
+                         int N, int C, int OC) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out,
+                OC);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, out, OC, w, C, 0.0f,
+                dinp, C);
+    if (dw)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, out, OC, inp, C, 1.0f,
+                    dw, C);
+}
+
+/* the base model's GEMMs of one step on the model's own buffers: every forward and input
+ * gradient, and the weight gradients of trainable weights only (the add-ons' own small
+ * GEMMs are left out): the floor of a step on this base through this BLAS */
+static void base_gemm_step(HnModel* m, int B, int T) {
+    int C = m->cfg.C, N = B * T;
+    for (int l = 0; l < m->cfg.L; l++) {
+        HnLayerActs* a = &m->act.layer[l];
+        const HnLayerTensors* w = &m->w.layers[l];
+        const HnLayerTensors* g = &m->g.layers[l];
+        linear_gemms(a->qkv, a->ln1, w->qkvw, m->act.dln, g->qkvw, N, C, 3 * C);
+        linear_gemms(a->res2, a->atty, w->attow, m->act.datty, g->attow, N, C, C);
+        linear_gemms(a->fch, a->ln2, w->fcw, m->act.dln, g->fcw, N, C, 4 * C);
+        linear_gemms(a->res3, a->fch_gelu, w->fcprojw, m->act.dbig, g->fcprojw, N, 4 * C, C);
+    }
+    linear_gemms(m->act.logits, m->act.lnf, m->w.lm_head, m->act.dln, m->g.lm_head, N, C,
+                 m->cfg.Vp);
+}
 
 static void usage(void) {
     fprintf(stderr, "usage: bench_peft_step --method full|lora|lora_all|ia3|bitfit|dora "
@@ -185,6 +220,18 @@ int main(int argc, char** argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double peak_mb = ru.ru_maxrss / 1024.0;
+    double* gemm_ms = malloc((size_t)steps * sizeof *gemm_ms);
+    if (!gemm_ms) {
+        fprintf(stderr, "bench_peft_step: out of memory\n");
+        return 1;
+    }
+    for (int s = -warmup; s < steps; s++) {
+        double t0 = now_ms();
+        base_gemm_step(&m, B, T);
+        if (s >= 0) gemm_ms[s] = now_ms() - t0;
+    }
+    double gemm_med = median(gemm_ms, steps);
+    free(gemm_ms);
     printf("{\"impl\":\"hone\",\"method\":\"%s\",\"threads\":%d,\"B\":%d,\"T\":%d,"
            "\"trainable_params\":%zu,\"total_params\":%zu,\"grad_floats\":%zu,\"all_ms\":[",
            method, threads, B, T, hn_params_trainable_numel(&m.params), m.params.numel,
@@ -197,9 +244,10 @@ int main(int argc, char** argv) {
         step_min = ms[s] < step_min ? ms[s] : step_min;
     double step_med = median(ms, steps);
     printf("],\"median_ms\":%.1f,\"min_ms\":%.1f,\"forward_ms\":%.1f,\"backward_ms\":%.1f,"
-           "\"optim_ms\":%.1f,\"peak_rss_mb\":%.0f,\"loss\":%.4f}\n",
-           step_med, step_min, median(fwd, steps), median(bwd, steps), median(upd, steps), peak_mb,
-           loss);
+           "\"optim_ms\":%.1f,\"gemm_floor_ms\":%.1f,\"ratio_to_floor\":%.3f,\"peak_rss_mb\":%.0f,"
+           "\"loss\":%.4f}\n",
+           step_med, step_min, median(fwd, steps), median(bwd, steps), median(upd, steps), gemm_med,
+           step_med / gemm_med, peak_mb, loss);
     free(ms), free(tokens), free(targets);
     hn_optim_free(&opt);
     hn_model_free(&m);
