@@ -4,7 +4,9 @@
  * layers), on 2 threads. Each op is set against a baseline measured in the same run:
  * RMSNorm against LayerNorm, SwiGLU against GELU over the same n, RoPE against a residual
  * add streaming the same floats, and grouped-query attention against multi-head attention
- * (hn_attention_*, NH=9 kv heads).
+ * (hn_attention_*, NH=9 kv heads). Prefix tuning's attention (P=32 prefix rows ahead of
+ * every sequence) is set against grouped-query attention, outside the step total, as it
+ * replaces that op rather than adding to it.
  * Usage: bench_ops_llama [threads]
  */
 #include "benchmarks/bench.h"
@@ -80,14 +82,32 @@ int main(int argc, char** argv) {
     TIME_MS(base, 5, hn_attention_forward(out, att, qkv, B, T, C, NH));
     TIME_MS(ms, 5, hn_attention_gqa_forward(out, att, q, k, v, QKV, QKV, B, T, NH, NKV, HS));
     report("attention_gqa_forward", ms, "attention_forward (MHA)", base, L);
+    const double gqa_forward = ms;
     TIME_MS(base, 5, hn_attention_backward(dqkv, dout, qkv, att, B, T, C, NH));
     TIME_MS(ms, 5,
             hn_attention_gqa_backward(dq, dk, dv, dout, q, k, v, att, QKV, QKV, B, T, NH, NKV, HS));
     report("attention_gqa_backward", ms, "attention_backward (MHA)", base, L);
+    const double gqa_backward = ms;
+
+    /* prefix tuning: pk, pv the column blocks of one (P, 2*NKV*HS) matrix */
+    enum { P = 32, PW = 2 * NKV * HS };
+    float *pkv = randn_((size_t)P * PW, 1), *dpkv = randn_((size_t)P * PW, 0);
+    float* patt = randn_((size_t)B * NH * T * (P + T), 0);
+    TIME_MS(ms, 5,
+            hn_attention_prefix_forward(out, patt, q, k, v, pkv, pkv + NKV * HS, PW, QKV, QKV, B,
+                                        T, P, NH, NKV, HS));
+    printf("%-22s %8.3f ms   %-26s %8.3f ms  ratio %5.2f   (not in the total)\n",
+           "attention_prefix_fwd", ms, "attention_gqa_forward", gqa_forward, ms / gqa_forward);
+    TIME_MS(ms, 5,
+            hn_attention_prefix_backward(dq, dk, dv, dpkv, dpkv + NKV * HS, dout, q, k, v, pkv,
+                                         pkv + NKV * HS, patt, PW, QKV, QKV, B, T, P, NH, NKV,
+                                         HS));
+    printf("%-22s %8.3f ms   %-26s %8.3f ms  ratio %5.2f   (not in the total)\n",
+           "attention_prefix_bwd", ms, "attention_gqa_backward", gqa_backward, ms / gqa_backward);
 
     printf("Llama ops total: %.1f ms/step (L=%d)\n", total, L);
     free(x), free(y), free(z), free(u), free(w), free(mean), free(rstd), free(qkv), free(dqkv),
         free(att);
-    free(out), free(dout);
+    free(out), free(dout), free(pkv), free(dpkv), free(patt);
     return 0;
 }

@@ -107,6 +107,27 @@ void hn_attention_gqa_backward(float* dq, float* dk, float* dv, const float* dou
                                const float* k, const float* v, const float* att, int q_stride,
                                int kv_stride, int B, int T, int NH, int NKV, int HS);
 
+/* Causal GQA attention after P prefix positions (prefix tuning, Li & Liang 2021): every
+ * query of a sequence attends the P prefix keys / values pk, pv (P rows p_stride floats
+ * apart, NKV*HS used per row; shared by the whole batch, never masked) and then the keys
+ * 0..t of its own sequence. q, k, v, out as hn_attention_gqa_forward (strides q_stride,
+ * kv_stride); att (B, NH, T, P + T) receives the probabilities (row t: P prefix columns,
+ * then T columns, 0 above the causal diagonal), kept for the backward. Scale 1/sqrt(HS).
+ * P = 0 gives exactly hn_attention_gqa_forward's result (pk, pv may then be NULL). */
+void hn_attention_prefix_forward(float* out, float* att, const float* q, const float* k,
+                                 const float* v, const float* pk, const float* pv, int p_stride,
+                                 int q_stride, int kv_stride, int B, int T, int P, int NH,
+                                 int NKV, int HS);
+/* dq, dk, dv overwritten (layouts of q, k, v); dpk, dpv (P rows p_stride apart) ACCUMULATED
+ * (+=) over the batch and the query heads sharing a kv head, NULL = not wanted. The same
+ * bits for any thread count; when dpk or dpv is wanted, a scratch of B*NKV*2*P*HS floats is
+ * allocated for the call. */
+void hn_attention_prefix_backward(float* dq, float* dk, float* dv, float* dpk, float* dpv,
+                                  const float* dout, const float* q, const float* k,
+                                  const float* v, const float* pk, const float* pv,
+                                  const float* att, int p_stride, int q_stride, int kv_stride,
+                                  int B, int T, int P, int NH, int NKV, int HS);
+
 /* ---- GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) ---- */
 void hn_gelu_forward(float* out, const float* inp, size_t n);
 /* dinp = dout * gelu'(inp); dinp may alias dout */
@@ -139,8 +160,8 @@ double hn_sum_squares(const float* x, size_t n);
 
 /* ---- test hook ----
  * Deliberately breaks the backward of the named op (e.g. "layernorm", "matmul",
- * "attention", "gelu", "encoder", "crossentropy") so a test can prove that its
- * gradient check would catch a wrong backward. NULL restores correct behaviour.
+ * "attention", "gelu", "encoder", "crossentropy", "attention_prefix") so a test can prove
+ * that its gradient check would catch a wrong backward. NULL restores correct behaviour.
  * Never used outside tests. */
 void hn_ops_test_break(const char* op);
 

@@ -64,7 +64,7 @@ static inline double rel_err(const float* got, const double* ref, size_t n) {
     double err = 0.0, scale = 1e-30;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)got[i] - ref[i]);
-        if (!(d <= err)) err = d; /* also catches NaN */
+        if (!(d <= err) && !isnan(err)) err = d; /* a NaN, once seen, stays */
         if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
     }
     return isnan(err) ? INFINITY : err / scale;
@@ -75,7 +75,7 @@ static inline double rel_err_added(const float* after, const float* before, cons
     double err = 0.0, scale = 1e-30;
     for (size_t i = 0; i < n; i++) {
         double d = fabs(((double)after[i] - before[i]) - ref[i]);
-        if (!(d <= err)) err = d;
+        if (!(d <= err) && !isnan(err)) err = d; /* a NaN, once seen, stays */
         if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
     }
     return isnan(err) ? INFINITY : err / scale;

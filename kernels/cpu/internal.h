@@ -25,10 +25,19 @@ typedef enum {
     HN_OP_ROPE,
     HN_OP_SWIGLU,
     HN_OP_ATTENTION_GQA,
+    HN_OP_ATTENTION_PREFIX,
 } HnOpId;
 
 /* the op currently broken by hn_ops_test_break (HN_OP_NONE outside tests) */
 extern HnOpId hn_cpu_broken_op;
+
+/* hn_attention_prefix_backward (attention_prefix.c) with `broken` (1 = correct) in place of
+ * the test hook, so each attention op that runs through it is broken under its own name */
+void hn_cpu_attention_backward(float* dq, float* dk, float* dv, float* dpk, float* dpv,
+                               const float* dout, const float* q, const float* k, const float* v,
+                               const float* pk, const float* pv, const float* att, int p_stride,
+                               int q_stride, int kv_stride, int B, int T, int P, int NH, int NKV,
+                               int HS, float broken);
 
 /* 16 floats: one AVX-512 register, two AVX2 registers */
 #define HN_LANES 16

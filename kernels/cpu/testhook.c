@@ -20,6 +20,7 @@ void hn_ops_test_break(const char* op) {
         {"gelu", HN_OP_GELU},       {"crossentropy", HN_OP_CROSSENTROPY},
         {"rmsnorm", HN_OP_RMSNORM}, {"rope", HN_OP_ROPE},
         {"swiglu", HN_OP_SWIGLU},   {"attention_gqa", HN_OP_ATTENTION_GQA},
+        {"attention_prefix", HN_OP_ATTENTION_PREFIX},
     };
     hn_cpu_broken_op = HN_OP_NONE;
     if (!op) return;
