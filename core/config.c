@@ -107,6 +107,31 @@ static const Key KEYS[] = {
         "IA3 sites; empty = gpt2 attn.qkv, mlp.down; llama attn.k, attn.v, mlp.down"),
     KEY(peft, ia3.feedforward, KEY_STRLIST, "mlp.down", NULL,
         "IA3 sites among the targets that scale their input instead of their output"),
+    KEY(peft, prefix.length, KEY_INT, "16", NULL,
+        "prefix tuning: virtual key/value positions per layer (Li & Liang 2021)"),
+    KEY(peft, prefix.projection, KEY_INT, "0", NULL,
+        "prefix tuning: hidden width of the training-time MLP (embedding -> Linear -> tanh -> "
+        "Linear); 0 = none"),
+    KEY(peft, prompt.length, KEY_INT, "8", NULL,
+        "prompt tuning: virtual tokens prepended to the input (Lester et al. 2021)"),
+    KEY(peft, prompt.init, KEY_STR, "random", "random|vocab|text",
+        "prompt tuning: normal(0, 1) rows, rows of sampled vocabulary tokens, or a text's tokens"),
+    KEY(peft, prompt.text, KEY_STR, "", NULL, "prompt tuning init text (tokenized, repeated)"),
+    KEY(peft, prompt.text_ids, KEY_STRLIST, "", NULL,
+        "prompt tuning init as token ids instead of a text"),
+    KEY(peft, ptuning.length, KEY_INT, "8", NULL,
+        "P-tuning: virtual tokens made by an MLP prompt encoder (Liu et al. 2021)"),
+    KEY(peft, ptuning.hidden, KEY_INT, "0", NULL, "P-tuning: the encoder's width; 0 = channels"),
+    KEY(peft, adapter.kind, KEY_STR, "pfeiffer", "pfeiffer|houlsby|parallel",
+        "bottleneck adapters: after the MLP (Pfeiffer), after attention and the MLP (Houlsby), "
+        "or beside the MLP (parallel, He et al. 2022)"),
+    KEY(peft, adapter.reduction, KEY_INT, "16", NULL, "adapter bottleneck = channels / reduction"),
+    KEY(peft, adapter.activation, KEY_STR, "relu", "relu|swish|gelu|tanh",
+        "adapter non-linearity"),
+    KEY(peft, adapter.init, KEY_STR, "bert", "bert|near_identity",
+        "AdapterHub's default normal(0, 0.02) weights, or a near-identity start (up-projection "
+        "zero)"),
+    KEY(peft, adapter.scaling, KEY_FLOAT, "1", NULL, "the parallel adapter's output scale"),
 
     KEY(train, steps, KEY_INT, "100", NULL, "optimizer steps"),
     KEY(train, seed, KEY_INT, "1337", NULL, "seed of the initialisation, shuffling and sampling"),
@@ -594,7 +619,8 @@ static int load_section(Loader* L, const char* section, yaml_node_t* node) {
  * In the list form the items name the methods in order. In the mapping form `methods`
  * decides when it is given; otherwise each method written as a key is enabled. */
 
-static const char* const PEFT_METHODS[] = {"lora", "ia3", "bitfit"};
+static const char* const PEFT_METHODS[] = {"lora",   "ia3",     "bitfit", "prefix",
+                                           "prompt", "ptuning", "adapter"};
 #define NPEFT_METHODS ((int)(sizeof PEFT_METHODS / sizeof PEFT_METHODS[0]))
 
 static int peft_method_index(const char* name) {
@@ -605,8 +631,8 @@ static int peft_method_index(const char* name) {
 
 static int unknown_method(const char* loc, const char* name) {
     char s[64];
-    return fail(loc, "unknown peft method '%s' (hone has lora, ia3 and bitfit; DoRA and rsLoRA "
-                     "are lora options: dora: true, rslora: true)",
+    return fail(loc, "unknown peft method '%s' (hone has lora, ia3, bitfit, prefix, prompt, "
+                     "ptuning and adapter; DoRA and rsLoRA are lora options)",
                 shown(name, s));
 }
 
@@ -913,7 +939,8 @@ int hn_config_validate(const HnConfig* cfg) {
 
     for (int i = 0; i < cfg->peft.methods.n; i++) {
         NEED(peft_method_index(cfg->peft.methods.item[i]) >= 0,
-             "peft.methods: unknown method '%s' (hone has lora, ia3 and bitfit)",
+             "peft.methods: unknown method '%s' (hone has lora, ia3, bitfit, prefix, prompt, "
+             "ptuning and adapter)",
              shown(cfg->peft.methods.item[i], s));
         for (int j = 0; j < i; j++)
             NEED(strcmp(cfg->peft.methods.item[i], cfg->peft.methods.item[j]) != 0,
@@ -924,6 +951,14 @@ int hn_config_validate(const HnConfig* cfg) {
          cfg->peft.lora.alpha);
     NEED(cfg->peft.lora.dropout >= 0 && cfg->peft.lora.dropout < 1,
          "peft.lora.dropout must be in [0, 1), got %g", cfg->peft.lora.dropout);
+
+    POSITIVE(cfg->peft.prefix.length, "peft.prefix.length");
+    NOT_NEGATIVE(cfg->peft.prefix.projection, "peft.prefix.projection");
+    POSITIVE(cfg->peft.prompt.length, "peft.prompt.length");
+    POSITIVE(cfg->peft.ptuning.length, "peft.ptuning.length");
+    NOT_NEGATIVE(cfg->peft.ptuning.hidden, "peft.ptuning.hidden");
+    POSITIVE(cfg->peft.adapter.reduction, "peft.adapter.reduction");
+    NEED(isfinite(cfg->peft.adapter.scaling), "peft.adapter.scaling must be finite%s", "");
 
     POSITIVE(cfg->train.steps, "train.steps");
     NOT_NEGATIVE(cfg->optim.warmup, "optim.warmup");

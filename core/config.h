@@ -71,6 +71,27 @@ typedef struct {
             HnStrList targets;     /* site patterns; empty = the architecture's default */
             HnStrList feedforward; /* which targeted sites scale their input, not output */
         } ia3;
+        struct {
+            int length;     /* virtual key/value positions per layer */
+            int projection; /* hidden width of the reparameterisation MLP; 0 = none */
+        } prefix;
+        struct {
+            int length;         /* virtual tokens */
+            char init[16];      /* random | vocab | text */
+            char text[HN_STR];  /* init text (tokenized by the run's tokenizer) */
+            HnStrList text_ids; /* or its token ids */
+        } prompt;
+        struct {
+            int length; /* virtual tokens */
+            int hidden; /* width of the prompt encoder MLP; 0 = channels */
+        } ptuning;
+        struct {
+            char kind[16];       /* pfeiffer | houlsby | parallel */
+            int reduction;       /* bottleneck width = channels / reduction */
+            char activation[16]; /* relu | swish | gelu | tanh */
+            char init[16];       /* bert | near_identity */
+            float scaling;       /* the parallel adapter's output scale */
+        } adapter;
     } peft;
     struct {
         int steps;

@@ -224,6 +224,18 @@ int hn_model_create_peft(HnModel* m, const HnModelConfig* cfg, HnPeft* peft, int
         return HN_ERR;
     if (hn_params_alloc(&m->params) != HN_OK) return HN_ERR;
     if (!(m->grads = hn_params_grad_buffer(&m->params))) return HN_ERR;
+    /* a frozen base trains nothing below its lowest add-on: the backward stops there */
+    m->grad_floor = c->L;
+    for (int i = 0; i < m->params.n; i++) {
+        const HnParamRow* r = &m->params.rows[i];
+        int layer;
+        if (!r->trainable) continue;
+        if (sscanf(r->name, "layers.%d.", &layer) == 1) {
+            if (layer < m->grad_floor) m->grad_floor = layer;
+        } else if (strncmp(r->name, "final_norm.", 11) != 0 && strcmp(r->name, "lm_head.weight")) {
+            m->grad_floor = 0; /* embeddings, prefix, prompt: every layer */
+        }
+    }
     m->w.layers = calloc((size_t)c->L, sizeof(HnLayerTensors));
     m->g.layers = calloc((size_t)c->L, sizeof(HnLayerTensors));
     m->act.layer = calloc((size_t)c->L, sizeof(HnLayerActs));
@@ -231,9 +243,19 @@ int hn_model_create_peft(HnModel* m, const HnModelConfig* cfg, HnPeft* peft, int
     bind_tensors(&m->w, &m->params, m->params.data, c->L, !c->untied, 0);
     bind_tensors(&m->g, &m->params, m->grads, c->L, !c->untied, 1);
 
+    /* prompt tuning's virtual tokens lengthen every sequence; a prefix adds keys */
+    int Pv = hn_peft_virtual_tokens(&m->peft), Px = hn_peft_prefix_length(&m->peft);
+    if (Px + Pv + maxT > c->maxT)
+        return hn_error("%d prefix positions + %d virtual tokens + sequence length %d exceed "
+                        "the model's context %d — shorten peft.prefix.length / "
+                        "peft.prompt.length or data.seq",
+                        Px, Pv, maxT, c->maxT);
+    maxT += Pv;
+    if (Pv && !(m->targets_virt = malloc((size_t)maxB * maxT * sizeof(int))))
+        return hn_error("out of memory");
     m->maxB = maxB;
     m->maxT = maxT;
-    size_t att = (size_t)maxB * c->NH * maxT * maxT;
+    size_t att = (size_t)maxB * c->NH * maxT * (maxT + Px);
     size_t total = hn_model_layout_activations(&m->act, c, maxB, maxT, att, NULL);
     if (!(m->act_mem = malloc(total * sizeof(float))))
         return hn_error("out of memory: %zu MB of activations", total * 4 >> 20);
@@ -250,6 +272,7 @@ void hn_model_free(HnModel* m) {
     free(m->g.layers);
     free(m->act.layer);
     free(m->act_mem);
+    free(m->targets_virt);
     hn_peft_free(&m->peft);
     memset(m, 0, sizeof *m);
 }
@@ -300,7 +323,8 @@ void hn_model_zero_grad(HnModel* m) {
 
 /* ---- one block, forward ---- */
 
-static void gpt2_block_forward(HnModel* m, int l, const float* residual, int B, int T) {
+static void gpt2_block_forward(HnModel* m, int l, const float* residual, const float* prefix,
+                               int B, int T) {
     const HnModelConfig* c = &m->cfg;
     const HnLayerTensors* lw = &m->w.layers[l];
     HnLayerActs* a = &m->act.layer[l];
@@ -308,18 +332,28 @@ static void gpt2_block_forward(HnModel* m, int l, const float* residual, int B, 
     hn_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, residual, lw->ln1w, lw->ln1b, N, C,
                          c->eps);
     LINEAR(QKV, a->qkv, a->ln1, lw->qkvw, lw->qkvb, N, C, 3 * C);
-    hn_attention_forward(a->atty, a->att, a->qkv, B, T, C, c->NH);
+    if (prefix) {
+        int KV = C, HS = C / c->NH, stride = m->peft.prefix.cols;
+        hn_attention_prefix_forward(a->atty, a->att, a->qkv, a->qkv + C, a->qkv + 2 * C,
+                                    prefix + 2 * l * KV, prefix + (2 * l + 1) * KV, stride, 3 * C,
+                                    3 * C, B, T, m->peft.prefix.P, c->NH, c->NH, HS);
+    } else {
+        hn_attention_forward(a->atty, a->att, a->qkv, B, T, C, c->NH);
+    }
     LINEAR(O, a->res2, a->atty, lw->attow, lw->attob, N, C, C);
+    hn_peft_adapter_forward(&m->peft, l, HN_POINT_ATTN, a->res2, residual, N, C);
     hn_residual_forward(a->res2, a->res2, residual, (size_t)N * C);
     hn_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lw->ln2w, lw->ln2b, N, C,
                          c->eps);
     LINEAR(UP, a->fch, a->ln2, lw->fcw, lw->fcb, N, C, c->F);
     hn_gelu_forward(a->fch_gelu, a->fch, (size_t)N * c->F);
     LINEAR(DOWN, a->res3, a->fch_gelu, lw->fcprojw, lw->fcprojb, N, c->F, C);
+    hn_peft_adapter_forward(&m->peft, l, HN_POINT_MLP, a->res3, a->res2, N, C);
     hn_residual_forward(a->res3, a->res3, a->res2, (size_t)N * C);
 }
 
-static void llama_block_forward(HnModel* m, int l, const float* residual, int B, int T) {
+static void llama_block_forward(HnModel* m, int l, const float* residual, const float* prefix,
+                                int B, int T) {
     const HnModelConfig* c = &m->cfg;
     const HnLayerTensors* lw = &m->w.layers[l];
     HnLayerActs* a = &m->act.layer[l];
@@ -328,16 +362,25 @@ static void llama_block_forward(HnModel* m, int l, const float* residual, int B,
     LINEAR(Q, a->q, a->ln1, lw->qw, NULL, N, C, Q);
     LINEAR(K, a->k, a->ln1, lw->kw, NULL, N, C, KV);
     LINEAR(V, a->v, a->ln1, lw->vw, NULL, N, C, KV);
-    hn_rope_forward(a->q, B, T, c->NH, HS, Q, 0, c->rope_theta);
-    hn_rope_forward(a->k, B, T, c->NKV, HS, KV, 0, c->rope_theta);
-    hn_attention_gqa_forward(a->atty, a->att, a->q, a->k, a->v, Q, KV, B, T, c->NH, c->NKV, HS);
+    int P = m->peft.prefix.P * (prefix != NULL); /* real tokens start after the prefix */
+    hn_rope_forward(a->q, B, T, c->NH, HS, Q, P, c->rope_theta);
+    hn_rope_forward(a->k, B, T, c->NKV, HS, KV, P, c->rope_theta);
+    if (prefix)
+        hn_attention_prefix_forward(a->atty, a->att, a->q, a->k, a->v, prefix + 2 * l * KV,
+                                    prefix + (2 * l + 1) * KV, m->peft.prefix.cols, Q, KV, B, T,
+                                    P, c->NH, c->NKV, HS);
+    else
+        hn_attention_gqa_forward(a->atty, a->att, a->q, a->k, a->v, Q, KV, B, T, c->NH, c->NKV,
+                                 HS);
     LINEAR(O, a->res2, a->atty, lw->attow, NULL, N, Q, C);
+    hn_peft_adapter_forward(&m->peft, l, HN_POINT_ATTN, a->res2, residual, N, C);
     hn_residual_forward(a->res2, a->res2, residual, (size_t)N * C);
     hn_rmsnorm_forward(a->ln2, a->ln2_rstd, a->res2, lw->ln2w, N, C, c->eps);
     LINEAR(GATE, a->fch, a->ln2, lw->gatew, NULL, N, C, c->F);
     LINEAR(UP, a->up, a->ln2, lw->fcw, NULL, N, C, c->F);
     hn_swiglu_forward(a->fch_gelu, a->fch, a->up, (size_t)N * c->F);
     LINEAR(DOWN, a->res3, a->fch_gelu, lw->fcprojw, NULL, N, c->F, C);
+    hn_peft_adapter_forward(&m->peft, l, HN_POINT_MLP, a->res3, a->res2, N, C);
     hn_residual_forward(a->res3, a->res3, a->res2, (size_t)N * C);
 }
 
@@ -345,19 +388,36 @@ double hn_model_forward(HnModel* m, const int* tokens, const int* targets, int B
                         float grad_scale) {
     const HnModelConfig* c = &m->cfg;
     const HnTensors* w = &m->w;
-    int C = c->C, N = B * T, llama = c->arch == HN_ARCH_LLAMA;
+    int C = c->C, llama = c->arch == HN_ARCH_LLAMA;
+    int Pv = hn_peft_virtual_tokens(&m->peft), Px = hn_peft_prefix_length(&m->peft);
     m->B = B;
-    m->T = T;
+    m->Treal = T;
     m->tokens = tokens;
     m->peft.training = grad_scale != 0.0f;
-
-    hn_encoder_forward(m->act.encoded, tokens, w->wte, w->wpe, B, T, C);
+    /* positions: a prefix's come first, then the prompt's virtual tokens, then the tokens */
+    const float* wpe = w->wpe ? w->wpe + (size_t)Px * C : NULL;
+    if (Pv) {
+        hn_peft_embed_forward(&m->peft, m->act.encoded, tokens, w->wte, wpe, 0, B, T, C);
+        if (targets) {
+            for (int b = 0; b < B; b++)
+                for (int t = 0; t < T + Pv; t++)
+                    m->targets_virt[b * (T + Pv) + t] =
+                        t < Pv ? HN_IGNORE : targets[b * T + t - Pv];
+            targets = m->targets_virt;
+        }
+        T += Pv;
+    } else {
+        hn_encoder_forward(m->act.encoded, tokens, w->wte, wpe, B, T, C);
+    }
+    m->T = T;
+    int N = B * T;
+    const float* prefix = hn_peft_prefix_begin(&m->peft);
     const float* residual = m->act.encoded;
     for (int l = 0; l < c->L; l++) {
         if (llama)
-            llama_block_forward(m, l, residual, B, T);
+            llama_block_forward(m, l, residual, prefix, B, T);
         else
-            gpt2_block_forward(m, l, residual, B, T);
+            gpt2_block_forward(m, l, residual, prefix, B, T);
         residual = m->act.layer[l].res3;
     }
     if (llama)
@@ -373,26 +433,45 @@ double hn_model_forward(HnModel* m, const int* tokens, const int* targets, int B
 
 /* ---- one block, backward: m->act.dres holds d(res3) on entry and d(residual) on exit ---- */
 
-static void gpt2_block_backward(HnModel* m, int l, const float* residual, int B, int T) {
+/* the gradient of a sublayer's own output from that of the stream after it (dres), which
+ * an adapter there also updates with what flows into its input */
+#define ADAPTER_BACK(point) hn_peft_adapter_backward(&m->peft, l, point, m->act.dres, N, C)
+
+static void gpt2_block_backward(HnModel* m, int l, const float* residual, const float* prefix,
+                                int B, int T) {
     const HnModelConfig* c = &m->cfg;
     const HnLayerTensors* lw = &m->w.layers[l];
     const HnLayerTensors* lg = &m->g.layers[l];
     HnLayerActs* a = &m->act.layer[l];
     int C = c->C, N = B * T, F = c->F;
-    LINEAR_BACK(DOWN, m->act.dbig, lg->fcprojw, lg->fcprojb, m->act.dres, a->fch_gelu, lw->fcprojw,
-                N, F, C);
+    const float* dmlp = ADAPTER_BACK(HN_POINT_MLP);
+    LINEAR_BACK(DOWN, m->act.dbig, lg->fcprojw, lg->fcprojb, dmlp, a->fch_gelu, lw->fcprojw, N, F,
+                C);
     hn_gelu_backward(m->act.dbig, a->fch, m->act.dbig, (size_t)N * F);
     LINEAR_BACK(UP, m->act.dln, lg->fcw, lg->fcb, m->act.dbig, a->ln2, lw->fcw, N, C, F);
     hn_layernorm_backward(m->act.dres, lg->ln2w, lg->ln2b, m->act.dln, a->res2, lw->ln2w,
                           a->ln2_mean, a->ln2_rstd, N, C);
-    LINEAR_BACK(O, m->act.datty, lg->attow, lg->attob, m->act.dres, a->atty, lw->attow, N, C, C);
-    hn_attention_backward(m->act.dqkv, m->act.datty, a->qkv, a->att, B, T, C, c->NH);
+    const float* dattn = ADAPTER_BACK(HN_POINT_ATTN);
+    LINEAR_BACK(O, m->act.datty, lg->attow, lg->attob, dattn, a->atty, lw->attow, N, C, C);
+    if (prefix) {
+        int HS = C / c->NH;
+        float* dp = hn_peft_prefix_grad(&m->peft);
+        float* dq = m->act.dqkv;
+        hn_attention_prefix_backward(dq, dq + C, dq + 2 * C, dp + 2 * l * C, dp + (2 * l + 1) * C,
+                                     m->act.datty, a->qkv, a->qkv + C, a->qkv + 2 * C,
+                                     prefix + 2 * l * C, prefix + (2 * l + 1) * C,
+                                     a->att, m->peft.prefix.cols, 3 * C, 3 * C, B, T,
+                                     m->peft.prefix.P, c->NH, c->NH, HS);
+    } else {
+        hn_attention_backward(m->act.dqkv, m->act.datty, a->qkv, a->att, B, T, C, c->NH);
+    }
     LINEAR_BACK(QKV, m->act.dln, lg->qkvw, lg->qkvb, m->act.dqkv, a->ln1, lw->qkvw, N, C, 3 * C);
     hn_layernorm_backward(m->act.dres, lg->ln1w, lg->ln1b, m->act.dln, residual, lw->ln1w,
                           a->ln1_mean, a->ln1_rstd, N, C);
 }
 
-static void llama_block_backward(HnModel* m, int l, const float* residual, int B, int T) {
+static void llama_block_backward(HnModel* m, int l, const float* residual, const float* prefix,
+                                 int B, int T) {
     const HnModelConfig* c = &m->cfg;
     const HnLayerTensors* lw = &m->w.layers[l];
     const HnLayerTensors* lg = &m->g.layers[l];
@@ -401,8 +480,8 @@ static void llama_block_backward(HnModel* m, int l, const float* residual, int B
     size_t NC = (size_t)N * C;
     float *dq = m->act.dqkv, *dk = dq + (size_t)N * Q, *dv = dk + (size_t)N * KV;
     /* MLP: down, then SwiGLU, then gate and up, whose input gradients add */
-    LINEAR_BACK(DOWN, m->act.dbig, lg->fcprojw, NULL, m->act.dres, a->fch_gelu, lw->fcprojw, N, F,
-                C);
+    const float* dmlp = ADAPTER_BACK(HN_POINT_MLP);
+    LINEAR_BACK(DOWN, m->act.dbig, lg->fcprojw, NULL, dmlp, a->fch_gelu, lw->fcprojw, N, F, C);
     hn_swiglu_backward(m->act.dbig2, m->act.dbig, m->act.dbig, a->fch, a->up,
                        (size_t)N * F); /* dgate, dup */
     LINEAR_BACK(GATE, m->act.dln, lg->gatew, NULL, m->act.dbig2, a->ln2, lw->gatew, N, C, F);
@@ -410,11 +489,21 @@ static void llama_block_backward(HnModel* m, int l, const float* residual, int B
     hn_residual_forward(m->act.dln, m->act.dln, m->act.dtmp, NC);
     hn_rmsnorm_backward(m->act.dres, lg->ln2w, m->act.dln, a->res2, lw->ln2w, a->ln2_rstd, N, C);
     /* attention: o, then attention, then RoPE undone, then q, k, v, whose input gradients add */
-    LINEAR_BACK(O, m->act.datty, lg->attow, NULL, m->act.dres, a->atty, lw->attow, N, Q, C);
-    hn_attention_gqa_backward(dq, dk, dv, m->act.datty, a->q, a->k, a->v, a->att, Q, KV, B, T,
-                              c->NH, c->NKV, HS);
-    hn_rope_backward(dq, B, T, c->NH, HS, Q, 0, c->rope_theta);
-    hn_rope_backward(dk, B, T, c->NKV, HS, KV, 0, c->rope_theta);
+    const float* dattn = ADAPTER_BACK(HN_POINT_ATTN);
+    LINEAR_BACK(O, m->act.datty, lg->attow, NULL, dattn, a->atty, lw->attow, N, Q, C);
+    int P = m->peft.prefix.P * (prefix != NULL);
+    if (prefix) {
+        float* dp = hn_peft_prefix_grad(&m->peft);
+        hn_attention_prefix_backward(dq, dk, dv, dp + 2 * l * KV, dp + (2 * l + 1) * KV,
+                                     m->act.datty, a->q, a->k, a->v, prefix + 2 * l * KV,
+                                     prefix + (2 * l + 1) * KV, a->att, m->peft.prefix.cols, Q,
+                                     KV, B, T, P, c->NH, c->NKV, HS);
+    } else {
+        hn_attention_gqa_backward(dq, dk, dv, m->act.datty, a->q, a->k, a->v, a->att, Q, KV, B,
+                                  T, c->NH, c->NKV, HS);
+    }
+    hn_rope_backward(dq, B, T, c->NH, HS, Q, P, c->rope_theta);
+    hn_rope_backward(dk, B, T, c->NKV, HS, KV, P, c->rope_theta);
     LINEAR_BACK(Q, m->act.dln, lg->qw, NULL, dq, a->ln1, lw->qw, N, C, Q);
     LINEAR_BACK(K, m->act.dtmp, lg->kw, NULL, dk, a->ln1, lw->kw, N, C, KV);
     hn_residual_forward(m->act.dln, m->act.dln, m->act.dtmp, NC);
@@ -440,12 +529,28 @@ void hn_model_backward(HnModel* m) {
         hn_layernorm_backward(m->act.dres, g->lnfw, g->lnfb, m->act.dln, last, w->lnfw,
                               m->act.lnf_mean, m->act.lnf_rstd, N, C);
 
-    for (int l = c->L - 1; l >= 0; l--) {
+    /* the prefix of the forward (its projection's output stays in place until then) */
+    int Px = hn_peft_prefix_length(&m->peft);
+    const float* prefix = !Px ? NULL
+                          : m->peft.prefix.hidden
+                              ? m->peft.prefix.kv
+                              : m->params.data + m->params.rows[m->peft.prefix.row_embed].offset;
+    for (int l = c->L - 1; l >= m->grad_floor; l--) {
         const float* residual = l ? m->act.layer[l - 1].res3 : m->act.encoded;
         if (llama)
-            llama_block_backward(m, l, residual, B, T);
+            llama_block_backward(m, l, residual, prefix, B, T);
         else
-            gpt2_block_backward(m, l, residual, B, T);
+            gpt2_block_backward(m, l, residual, prefix, B, T);
     }
-    hn_encoder_backward(g->wte, g->wpe, m->act.dres, m->tokens, B, T, C);
+    if (m->grad_floor > 0) return; /* nothing below trains */
+    hn_peft_prefix_end(&m->peft);
+    if (hn_peft_virtual_tokens(&m->peft))
+        hn_peft_embed_backward(&m->peft, m->act.dres, B, m->Treal, C);
+    else
+        hn_encoder_backward(g->wte, g->wpe ? g->wpe + (size_t)Px * C : NULL, m->act.dres, m->tokens,
+                            B, T, C);
+}
+
+float* hn_model_logits(HnModel* m, int b, int t) {
+    return m->act.logits + ((size_t)b * m->T + (m->T - m->Treal) + t) * m->cfg.Vp;
 }

@@ -115,8 +115,12 @@ typedef struct {
     float* act_mem;
     HnActivations act;
 
-    int B, T;          /* of the last forward */
+    int B, T;          /* of the last forward: T positions per sequence, virtual ones included */
+    int Treal;         /* of those, the real tokens (T - the prompt's virtual tokens) */
+    int grad_floor;    /* the lowest layer the backward must reach (nothing trainable below;
+                        * 0 when the embeddings or virtual tokens train) */
     const int* tokens; /* of the last forward, for the backward */
+    int* targets_virt; /* (maxB, maxT) targets with the virtual positions ignored */
 } HnModel;
 
 /* padded vocabulary: V rounded up to a multiple of 128 */
@@ -145,12 +149,16 @@ void hn_model_free(HnModel* m);
  * them (hn_peft_init); deterministic in seed */
 void hn_model_init(HnModel* m, float std, uint64_t seed);
 
-/* Forward over tokens (B, T). With targets (B, T; HN_IGNORE = not counted) it computes the
+/* Forward over tokens (B, T) (after the virtual tokens of prompt tuning, at positions after
+ * a prefix's, when those methods are on). With targets (B, T; HN_IGNORE = not counted) it computes the
  * per-position losses and returns their sum over counted positions; with grad_scale != 0
  * it also leaves in m->act.logits the gradient of grad_scale * (that sum), ready for
  * hn_model_backward. Without targets it returns 0 and leaves logits. B <= maxB, T <= maxT. */
 double hn_model_forward(HnModel* m, const int* tokens, const int* targets, int B, int T,
                         float grad_scale);
+/* the logits (Vp floats) of real token t of sequence b after the last forward: with prompt
+ * tuning the virtual positions come first in m->act.logits */
+float* hn_model_logits(HnModel* m, int b, int t);
 /* accumulate (+=) into m->grads the gradient set up by the last forward */
 void hn_model_backward(HnModel* m);
 void hn_model_zero_grad(HnModel* m);

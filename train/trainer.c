@@ -90,13 +90,13 @@ static int sample(HnModel* m, const HnTokenizer* tok, const char* prompt, int nt
     if (hn_tokenizer_encode(tok, prompt, strlen(prompt), &ctx) != HN_OK) return HN_ERR;
     HnRng rng;
     hn_rng_seed(&rng, seed);
-    int V = m->cfg.V, Vp = m->cfg.Vp;
+    int V = m->cfg.V;
     fwrite(prompt, 1, strlen(prompt), stdout);
     for (int i = 0; i < ntokens; i++) {
         int len = ctx.n > (size_t)T ? T : (int)ctx.n;
         const int* window = ctx.ids + ctx.n - len;
         hn_model_forward(m, window, NULL, 1, len, 0.0f);
-        const float* logits = m->act.logits + (size_t)(len - 1) * Vp;
+        const float* logits = hn_model_logits(m, 0, len - 1);
         float mx = logits[0];
         for (int v = 1; v < V; v++)
             mx = logits[v] > mx ? logits[v] : mx;
@@ -508,6 +508,20 @@ static int run_setup_with(Run* r, HnH5** base) {
     HnModelConfig mc = hn_model_config_of(cfg);
     HnPeft plan;
     if (hn_peft_plan(&plan, cfg) != HN_OK) return HN_ERR;
+    if (plan.prompt.P && plan.prompt_init == 2 && cfg->peft.prompt.text[0]) {
+        /* prompt tuning from a text: its tokens, by the run's tokenizer */
+        HnTokens ids = {0};
+        int ok = r->tok && hn_tokenizer_encode(r->tok, cfg->peft.prompt.text,
+                                               strlen(cfg->peft.prompt.text), &ids) == HN_OK &&
+                 ids.n > 0;
+        if (ok) hn_peft_set_prompt_ids(&plan, ids.ids, (int)ids.n);
+        hn_tokens_free(&ids);
+        if (!ok) {
+            hn_peft_free(&plan);
+            return hn_error("peft.prompt.text needs the run's tokenizer to give at least one "
+                            "token (or set peft.prompt.text_ids)");
+        }
+    }
     if (hn_model_create_peft(&r->model, &mc, &plan, B, T) != HN_OK) return HN_ERR;
     hn_model_init(&r->model, cfg->model.init_std, (uint64_t)cfg->train.seed);
     HnParamTable* t = &r->model.params;
@@ -676,8 +690,9 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
             size_t tn = hn_params_trainable_numel(&r->model.params);
             fprintf(stderr,
                     "peft: %zu trainable parameters (%.3f%%): lora %zu, dora %zu, ia3 %zu, "
-                    "bitfit %zu; the base is frozen\n",
-                    tn, 100.0 * (double)tn / (double)nparams, pc.lora, pc.dora, pc.ia3, pc.bitfit);
+                    "bitfit %zu, prefix %zu, prompt %zu, adapter %zu; the base is frozen\n",
+                    tn, 100.0 * (double)tn / (double)nparams, pc.lora, pc.dora, pc.ia3, pc.bitfit,
+                    pc.prefix, pc.prompt, pc.adapter);
         }
         if (r->on_gpu) fprintf(stderr, "device: cuda 0 (fp32)\n");
     }

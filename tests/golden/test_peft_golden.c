@@ -63,19 +63,20 @@ static double rel_err(const float* a, const float* b, size_t n) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
-/* the first V of Vp logits per row */
-static float* logits_of(const HnModel* m, size_t N) {
-    int V = m->cfg.V, Vp = m->cfg.Vp;
+/* the first V of Vp logits of every real position (prompt tuning's virtual ones skipped) */
+static float* logits_of(HnModel* m, size_t N) {
+    int V = m->cfg.V;
     float* x = malloc(N * V * sizeof(float));
     for (size_t i = 0; i < N; i++)
-        memcpy(x + i * V, m->act.logits + i * Vp, V * sizeof(float));
+        memcpy(x + i * V, hn_model_logits(m, (int)(i / m->Treal), (int)(i % m->Treal)),
+               V * sizeof(float));
     return x;
 }
 
-static void check_method(const char* arch, const char* method) {
+static void check_method(const char* set, const char* arch, const char* method) {
     char path[1024], key[200];
     const char* dir = hn_test_env("HONE_FIXTURES");
-    snprintf(path, sizeof path, "%s/peft/%s_%s.safetensors", dir, arch, method);
+    snprintf(path, sizeof path, "%s/%s/%s_%s.safetensors", dir, set, arch, method);
     if (!(st = hn_safetensors_open(path))) die();
     snprintf(path, sizeof path, "%s/peft/%s", dir, meta(st, "base"));
     if (!(base = hn_safetensors_open(path))) die();
@@ -109,8 +110,30 @@ static void check_method(const char* arch, const char* method) {
     /* values: base rows from the base file, add-ons from the method file */
     for (int i = 0; i < t->n; i++) {
         const HnParamRow* r = &t->rows[i];
-        snprintf(key, sizeof key, "%s.%s", r->addon ? "peft" : "param", r->name);
-        float* x = load_f32(r->addon ? st : base, key, r->numel);
+        if (r->addon) continue;
+        snprintf(key, sizeof key, "param.%s", r->name);
+        float* x = load_f32(base, key, r->numel);
+        memcpy(t->data + r->offset, x, r->numel * sizeof(float));
+        free(x);
+    }
+    /* PEFT's initialisation where the fixture kept it (prompt tuning from a text's ids) */
+    hn_peft_init(&m.peft, t, 1);
+    for (int i = 0; i < t->n; i++) {
+        const HnParamRow* r = &t->rows[i];
+        snprintf(key, sizeof key, "init.%s", r->name);
+        if (!r->addon || !has(st, key) || strcmp(method, "prompt_text") != 0) continue;
+        float* x = load_f32(st, key, r->numel);
+        double ie = rel_err(t->data + r->offset, x, r->numel);
+        printf("initialisation of %s from the text's ids: %.3g\n", r->name, ie);
+        CHECK(ie == 0.0, "%s initialised from ids %s differs from PEFT's (%.3g)", r->name,
+              meta(st, "init_ids"), ie);
+        free(x);
+    }
+    for (int i = 0; i < t->n; i++) {
+        const HnParamRow* r = &t->rows[i];
+        if (!r->addon) continue;
+        snprintf(key, sizeof key, "peft.%s", r->name);
+        float* x = load_f32(st, key, r->numel);
         memcpy(t->data + r->offset, x, r->numel * sizeof(float));
         free(x);
     }
@@ -353,9 +376,17 @@ int main(void) {
     check_slices();
     static const char* const methods[] = {"lora", "rslora", "dora", "ia3", "lora_ia3"};
     for (int i = 0; i < 5; i++) {
-        check_method("gpt2", methods[i]);
-        check_method("llama", methods[i]);
+        check_method("peft", "gpt2", methods[i]);
+        check_method("peft", "llama", methods[i]);
     }
-    check_method("gpt2", "bitfit");
+    check_method("peft", "gpt2", "bitfit");
+    /* issue 7's methods: virtual tokens, virtual keys, adapters, and two combinations */
+    static const char* const methods2[] = {
+        "prefix",           "prefix_proj",     "prompt_random",    "prompt_text", "ptuning",
+        "adapter_pfeiffer", "adapter_houlsby", "adapter_parallel", "lora_prefix", "prompt_adapter"};
+    for (int i = 0; i < 10; i++) {
+        check_method("peft2", "gpt2", methods2[i]);
+        check_method("peft2", "llama", methods2[i]);
+    }
     return hn_test_finish("test_peft_golden");
 }

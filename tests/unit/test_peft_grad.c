@@ -54,6 +54,10 @@ static void build(HnModel* m, const char* model_yaml, const char* peft_yaml) {
             if (strstr(r->name, ".ia3") || strstr(r->name, "dora_m"))
                 x[j] *= 1.0f + 0.2f * hn_rng_normal(&rng);
             if (strstr(r->name, ".bias")) x[j] = 0.1f * hn_rng_normal(&rng);
+            if (strstr(r->name, "adapter_") && strstr(r->name, ".weight"))
+                x[j] = 0.3f * hn_rng_normal(&rng);
+            if (strstr(r->name, "prefix.") || strstr(r->name, "prompt."))
+                x[j] = 0.5f * hn_rng_normal(&rng);
         }
     }
 }
@@ -176,6 +180,28 @@ int main(void) {
           "dora: true, rslora: true}}, {ia3: {targets: [attn.k, attn.v, mlp.down]}}]");
     check("llama lora all + dropout", llama,
           "peft: [{lora: {targets: ['*'], rank: 2, alpha: 8, dropout: 0.1}}]");
+    /* virtual tokens, virtual keys and adapters (context 16: room for them) */
+    const char* gpt2w = "model: {layers: 2, channels: 16, heads: 2, vocab: 40, context: 16}";
+    const char* llamaw = "model: {arch: llama, layers: 2, channels: 16, heads: 4, kv_heads: 2, "
+                         "ffn: 24, vocab: 40, context: 16}";
+    const char* virt[] = {
+        "peft: [{prefix: {length: 3}}]",
+        "peft: [{prefix: {length: 2, projection: 6}}]",
+        "peft: [{prompt: {length: 3}}]",
+        "peft: [{ptuning: {length: 2, hidden: 5}}]",
+        "peft: [{adapter: {kind: pfeiffer, reduction: 4}}]",
+        "peft: [{adapter: {kind: houlsby, reduction: 4, activation: swish}}]",
+        "peft: [{adapter: {kind: parallel, reduction: 2, scaling: 4, activation: gelu}}]",
+        "peft: [{prefix: {length: 2}}, {prompt: {length: 2}}, {adapter: {kind: houlsby, "
+        "reduction: 8, activation: tanh}}, {lora: {targets: [attn.o], rank: 2, dropout: 0.2}}]",
+    };
+    for (int i = 0; i < (int)(sizeof virt / sizeof *virt); i++) {
+        char name[64];
+        snprintf(name, sizeof name, "gpt2 %.20s", virt[i] + 8);
+        check(name, gpt2w, virt[i]);
+        snprintf(name, sizeof name, "llama %.20s", virt[i] + 8);
+        check(name, llamaw, virt[i]);
+    }
     check_masks();
     return hn_test_finish("test_peft_grad");
 }

@@ -82,6 +82,8 @@ int hn_peft_alloc(HnPeft* p, int maxN, const HnParamTable* t, float* grads) {
         return hn_error("out of memory: add-on scratch");
     p->scratch2 = p->scratch + s1;
     p->scratch3 = p->scratch2 + s2;
+    if (hn_peft_alloc_virtual(p) != HN_OK || hn_peft_alloc_adapters(p, maxN) != HN_OK)
+        return HN_ERR;
     return HN_OK;
 }
 
@@ -159,15 +161,25 @@ static void lora_backward(const HnPeft* p, const HnAddon* a, float* dx, const fl
             a->in);
 }
 
-/* dst[j] += sum_n a[n, j] * b[n, j] (* 1/div[j] when div) over N rows of width w */
+/* dst[j] += sum_n a[n, j] * b[n, j] (* 1/div[j] when div) over N rows of width w: chunks of
+ * 64 columns in parallel, rows in order inside each (so memory is read along rows and every
+ * column sums in the same order whatever the thread count) */
 static void colsum_product(float* dst, const float* a, int lda, const float* b, int ldb, int N,
                            int w, const float* div) {
+    enum { CHUNK = 64 };
+    int nchunks = (w + CHUNK - 1) / CHUNK;
 #pragma omp parallel for schedule(static)
-    for (int j = 0; j < w; j++) {
-        double s = 0.0;
-        for (int n = 0; n < N; n++)
-            s += (double)a[(size_t)n * lda + j] * b[(size_t)n * ldb + j];
-        dst[j] += div ? (float)(s / div[j]) : (float)s;
+    for (int k = 0; k < nchunks; k++) {
+        int j0 = k * CHUNK, cw = j0 + CHUNK < w ? CHUNK : w - j0;
+        double acc[CHUNK] = {0};
+        for (int n = 0; n < N; n++) {
+            const float* ar = a + (size_t)n * lda + j0;
+            const float* br = b + (size_t)n * ldb + j0;
+            for (int j = 0; j < cw; j++)
+                acc[j] += (double)ar[j] * br[j];
+        }
+        for (int j = 0; j < cw; j++)
+            dst[j0 + j] += div ? (float)(acc[j] / div[j0 + j]) : (float)acc[j];
     }
 }
 

@@ -9,4 +9,9 @@
 void hn_peft_dora_norms(const HnAddon* a, const float* w, const float* A, const float* B,
                         float* norm, float* tmp);
 
+/* the prefix's and prompt's buffers (prompt.c) and the adapters' (adapter.c), for up to
+ * maxN rows */
+int hn_peft_alloc_virtual(HnPeft* p);
+int hn_peft_alloc_adapters(HnPeft* p, int maxN);
+
 #endif

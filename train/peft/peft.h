@@ -64,9 +64,72 @@ typedef struct {
     float* norm;         /* DoRA: (out) row norms of W + s B A */
 } HnAddon;
 
+/* prefix tuning (Li & Liang 2021): P virtual key/value rows per layer, in PEFT's layout:
+ * one (P, 2 L KV) matrix whose column block 2l holds layer l's keys and 2l+1 its values
+ * (KV = kv heads x head size); real tokens take positions P.. and the prefix keys are not
+ * rotated. With a projection the matrix is MLP(embed) (Linear, tanh, Linear) while training
+ * and folded into a plain prefix for inference; as in PEFT the embedding is KV wide. */
+typedef struct {
+    int P;              /* 0 = no prefix */
+    int hidden;         /* the projection MLP's width, 0 = none */
+    int cols;           /* 2 L KV */
+    int dim;            /* KV: the projection's input width */
+    int row_embed;      /* (P, cols), or (P, KV) with a projection */
+    int row_w0, row_b0, row_w1, row_b1; /* the projection: (hidden, KV), (hidden), (cols, hidden) */
+    float* kv;          /* with a projection: (P, cols) this step's prefix */
+    float* h;           /* (P, hidden) tanh output */
+    float* dkv;         /* with a projection: (P, cols) its gradient, summed over layers */
+} HnPrefix;
+
+/* prompt tuning (Lester et al. 2021) and P-tuning (Liu et al. 2021): P virtual token
+ * embeddings prepended to the input at positions 0..P-1 (after a prefix); no loss there.
+ * P-tuning makes them with PEFT's MLP prompt encoder: Linear, ReLU, Linear, ReLU, Linear. */
+typedef struct {
+    int P;      /* 0 = none */
+    int hidden; /* P-tuning's encoder width, 0 = plain prompt tuning */
+    int row_embed;
+    int row_w[3], row_b[3];
+    float* emb;        /* (P, C) the virtual tokens this step */
+    float *h1, *h2;    /* (P, hidden) the encoder's ReLU outputs */
+    float* demb;       /* (P, C) their gradient, summed over the batch */
+} HnPrompt;
+
+/* bottleneck adapters, f(h) = up(act(down(h))), R = C / reduction, placed as AdapterHub
+ * places them on a pre-norm block with input stream x and sublayer output s (the stream
+ * becomes x + s + ...):
+ *   Houlsby (Houlsby et al. 2019; DoubleSeqBn)  + f(s), after attention and after the MLP
+ *   Pfeiffer (Pfeiffer et al. 2021; SeqBn)      + f(x + s), after the MLP
+ *   parallel (He et al. 2022; ParBn)            + scaling f(x), beside the MLP */
+typedef enum { HN_ADAPTER_PFEIFFER, HN_ADAPTER_HOULSBY, HN_ADAPTER_PARALLEL } HnAdapterKind;
+typedef enum { HN_ACT_RELU, HN_ACT_SWISH, HN_ACT_GELU, HN_ACT_TANH } HnActivation;
+typedef struct {
+    int on;
+    HnAdapterKind kind;
+    HnActivation act;
+    int R;
+    float scaling;
+    int near_identity;
+    int* rows;   /* (L, 2 points, 4): down.weight, down.bias, up.weight, up.bias; -1 = none */
+    float* mem;  /* per (layer, point): the input (N, C), pre-activation and activation (N, R) */
+    float* dsub; /* (N, C) the sublayer output's gradient */
+    float* din;  /* (N, C) the adapter input's gradient */
+    float* dh;   /* (N, R) scratch */
+} HnAdapters;
+
 typedef struct {
     int n;
     HnAddon* a;
+    HnPrefix prefix;
+    HnPrompt prompt;
+    HnAdapters adapters;
+    int C;      /* channels (the virtual tokens' width) */
+    int V;      /* vocabulary (prompt init from sampled tokens) */
+    int prompt_init; /* 0 random, 1 sampled vocabulary rows, 2 a text's tokens */
+    int init_ids[HN_MAX_LIST];
+    int n_init_ids;
+    float* virt_mem; /* the prefix's and prompt's per-step buffers */
+    float* prompt_scratch;
+    float* prefix_scratch;
     int bitfit; /* only biases of the base train */
     int active; /* any method: the base is frozen */
     int L;
@@ -88,6 +151,15 @@ typedef struct {
     const HnParamTable* t; /* rows and values of the add-ons */
     float* grads;          /* in t's gradient layout */
 } HnPeft;
+
+/* is a row name one of an add-on's (lora_A, ..., prefix.*, prompt.*, *.adapter_*) */
+int hn_peft_is_addon_name(const char* name);
+/* prompt tuning from a text: the run's tokenizer's ids of peft.prompt.text (before
+ * hn_peft_init); at most HN_MAX_LIST are kept, repeated to fill the prompt as PEFT does */
+void hn_peft_set_prompt_ids(HnPeft* p, const int* ids, int n);
+/* virtual tokens prepended (prompt / ptuning) and prefix positions, 0 when none */
+int hn_peft_virtual_tokens(const HnPeft* p);
+int hn_peft_prefix_length(const HnPeft* p);
 
 /* the sites of an architecture's block, by name (attn.qkv, attn.q, ..., mlp.down) */
 const char* hn_peft_site_name(HnLinear lin);
@@ -128,9 +200,39 @@ int hn_peft_merge(HnPeft* p, HnParamTable* t);
 /* undo hn_peft_merge (LoRA only: DoRA's and IA3's folds are not kept reversible) */
 int hn_peft_unmerge(HnPeft* p, HnParamTable* t);
 
-/* trainable parameters per method: lora (A, B), dora (m), ia3, bitfit (biases) */
+/* ---- virtual tokens, prefix, adapters (train/peft/prompt.c, adapter.c) ---- */
+
+/* embeddings of one micro-batch with the virtual tokens in front: out (B, P + T, C); real
+ * token t of sequence b at row P + t gets wte[token] + wpe[pos0 + P + t] (wpe NULL: none);
+ * computes P-tuning's encoder first */
+void hn_peft_embed_forward(HnPeft* p, float* out, const int* tokens, const float* wte,
+                           const float* wpe, int pos0, int B, int T, int C);
+/* the virtual tokens' gradients from dout (B, P + T, C), into the prompt rows (and
+ * P-tuning's encoder) */
+void hn_peft_embed_backward(HnPeft* p, const float* dout, int B, int T, int C);
+/* the prefix of this step (computes the projection MLP while training): (P, cols) with row
+ * stride cols; NULL without a prefix */
+const float* hn_peft_prefix_begin(HnPeft* p);
+/* where layer l's prefix key / value gradients accumulate (row stride cols), NULL if none */
+float* hn_peft_prefix_grad(HnPeft* p);
+/* after the backward's last layer: the projection MLP's backward from the summed gradient */
+void hn_peft_prefix_end(HnPeft* p);
+
+/* adapter points of a block */
+enum { HN_POINT_ATTN = 0, HN_POINT_MLP = 1 };
+/* the sublayer output s (N, C) in place: s + f(in) (times scaling for parallel), in = s,
+ * x + s or x by kind; x (N, C) is the stream the sublayer read */
+void hn_peft_adapter_forward(HnPeft* p, int layer, int point, float* s, const float* x, int N,
+                             int C);
+/* dres (N, C) holds the gradient of x + s + f(...): accumulates the adapter's gradients,
+ * adds what flows into x to dres, and returns the gradient of the sublayer's own output s
+ * (dres itself where no adapter is) */
+const float* hn_peft_adapter_backward(HnPeft* p, int layer, int point, float* dres, int N, int C);
+
+/* trainable parameters per method: lora (A, B), dora (m), ia3, bitfit (biases), prefix,
+ * prompt (and P-tuning), adapter */
 typedef struct {
-    size_t lora, dora, ia3, bitfit;
+    size_t lora, dora, ia3, bitfit, prefix, prompt, adapter;
 } HnPeftCounts;
 HnPeftCounts hn_peft_counts(const HnParamTable* t);
 

@@ -247,6 +247,8 @@ int hn_peft_plan(HnPeft* p, const HnConfig* cfg) {
     memset(p, 0, sizeof *p);
     Shape s = shape_of(cfg);
     p->L = s.L;
+    p->C = s.C;
+    p->V = cfg->model.vocab;
     const HnStrList* methods = &cfg->peft.methods;
     if (methods->n == 0) return HN_OK;
     p->active = 1;
@@ -261,6 +263,54 @@ int hn_peft_plan(HnPeft* p, const HnConfig* cfg) {
             if (plan_method(p, &s, "lora", &cfg->peft.lora.targets, cfg) != HN_OK) return HN_ERR;
         } else if (strcmp(m, "ia3") == 0) {
             if (plan_method(p, &s, "ia3", &cfg->peft.ia3.targets, cfg) != HN_OK) return HN_ERR;
+        } else if (strcmp(m, "prefix") == 0) {
+            p->prefix.P = cfg->peft.prefix.length;
+            p->prefix.hidden = cfg->peft.prefix.projection;
+            p->prefix.cols = 2 * s.L * s.KV;
+            p->prefix.dim = s.KV;
+        } else if (strcmp(m, "prompt") == 0 || strcmp(m, "ptuning") == 0) {
+            if (p->prompt.P)
+                return hn_error("peft: prompt and ptuning both prepend virtual tokens — choose "
+                                "one");
+            int pt = strcmp(m, "ptuning") == 0;
+            p->prompt.P = pt ? cfg->peft.ptuning.length : cfg->peft.prompt.length;
+            p->prompt.hidden = pt ? (cfg->peft.ptuning.hidden ? cfg->peft.ptuning.hidden : s.C) : 0;
+            if (!pt && strcmp(cfg->peft.prompt.init, "text") == 0) {
+                const HnStrList* ids = &cfg->peft.prompt.text_ids;
+                if (ids->n == 0 && !cfg->peft.prompt.text[0])
+                    return hn_error("peft.prompt.init is text, but neither peft.prompt.text nor "
+                                    "peft.prompt.text_ids is set");
+                for (int i = 0; i < ids->n; i++) {
+                    char* end;
+                    long v = strtol(ids->item[i], &end, 10);
+                    if (*end || v < 0 || v >= cfg->model.vocab)
+                        return hn_error("peft.prompt.text_ids: '%s' is not a token id below %d",
+                                        ids->item[i], cfg->model.vocab);
+                    p->init_ids[p->n_init_ids++] = (int)v;
+                }
+            }
+            p->prompt_init = pt                                           ? 0
+                             : strcmp(cfg->peft.prompt.init, "vocab") == 0 ? 1
+                             : strcmp(cfg->peft.prompt.init, "text") == 0  ? 2
+                                                                           : 0;
+        } else if (strcmp(m, "adapter") == 0) {
+            HnAdapters* ad = &p->adapters;
+            ad->on = 1;
+            const char* k = cfg->peft.adapter.kind;
+            ad->kind = strcmp(k, "houlsby") == 0    ? HN_ADAPTER_HOULSBY
+                       : strcmp(k, "parallel") == 0 ? HN_ADAPTER_PARALLEL
+                                                    : HN_ADAPTER_PFEIFFER;
+            const char* a = cfg->peft.adapter.activation;
+            ad->act = strcmp(a, "swish") == 0  ? HN_ACT_SWISH
+                      : strcmp(a, "gelu") == 0 ? HN_ACT_GELU
+                      : strcmp(a, "tanh") == 0 ? HN_ACT_TANH
+                                               : HN_ACT_RELU;
+            if (cfg->peft.adapter.reduction > s.C || s.C % cfg->peft.adapter.reduction != 0)
+                return hn_error("peft.adapter.reduction %d must divide channels (%d)",
+                                cfg->peft.adapter.reduction, s.C);
+            ad->R = s.C / cfg->peft.adapter.reduction;
+            ad->scaling = cfg->peft.adapter.scaling;
+            ad->near_identity = strcmp(cfg->peft.adapter.init, "near_identity") == 0;
         } else {
             return hn_error("peft.methods: unknown method '%s'", m);
         }
@@ -285,6 +335,17 @@ static int add_vec(HnParamTable* t, const char* name, int n) {
     return hn_params_add(t, name, 1, &n);
 }
 
+int hn_peft_is_addon_name(const char* nm) {
+    size_t len = strlen(nm);
+    static const char* const suffixes[] = {".lora_A", ".lora_B", ".dora_m", ".ia3"};
+    for (int k = 0; k < 4; k++) {
+        size_t sl = strlen(suffixes[k]);
+        if (len > sl && strcmp(nm + len - sl, suffixes[k]) == 0) return 1;
+    }
+    return strncmp(nm, "prefix.", 7) == 0 || strncmp(nm, "prompt.", 7) == 0 ||
+           strstr(nm, ".adapter_") != NULL;
+}
+
 int hn_peft_add_rows(HnPeft* p, HnParamTable* t) {
     char name[HN_NAME_MAX];
     for (int j = 0; j < p->n; j++) {
@@ -306,16 +367,56 @@ int hn_peft_add_rows(HnPeft* p, HnParamTable* t) {
             if ((a->row_l = add_vec(t, name, n)) < 0) return HN_ERR;
         }
     }
-    for (int i = 0; i < t->n; i++) {
-        const char* nm = t->rows[i].name;
-        size_t len = strlen(nm);
-        int addon = 0;
-        static const char* const suffixes[] = {".lora_A", ".lora_B", ".dora_m", ".ia3"};
-        for (int k = 0; k < 4 && !addon; k++) {
-            size_t sl = strlen(suffixes[k]);
-            addon = len > sl && strcmp(nm + len - sl, suffixes[k]) == 0;
+    int C = p->C;
+    HnPrefix* px = &p->prefix;
+    if (px->P) {
+        int se[2] = {px->P, px->hidden ? px->dim : px->cols};
+        if ((px->row_embed = hn_params_add(t, "prefix.embed", 2, se)) < 0) return HN_ERR;
+        if (px->hidden) {
+            int w0[2] = {px->hidden, px->dim}, w1[2] = {px->cols, px->hidden};
+            if ((px->row_w0 = hn_params_add(t, "prefix.mlp.0.weight", 2, w0)) < 0 ||
+                (px->row_b0 = add_vec(t, "prefix.mlp.0.bias", px->hidden)) < 0 ||
+                (px->row_w1 = hn_params_add(t, "prefix.mlp.1.weight", 2, w1)) < 0 ||
+                (px->row_b1 = add_vec(t, "prefix.mlp.1.bias", px->cols)) < 0)
+                return HN_ERR;
         }
-        if (addon) {
+    }
+    HnPrompt* pr = &p->prompt;
+    if (pr->P) {
+        int se[2] = {pr->P, C};
+        if ((pr->row_embed = hn_params_add(t, "prompt.embed", 2, se)) < 0) return HN_ERR;
+        int H = pr->hidden;
+        for (int k = 0; H && k < 3; k++) {
+            int sw[2] = {k == 2 ? C : H, k == 0 ? C : H};
+            snprintf(name, sizeof name, "prompt.mlp.%d.weight", k);
+            if ((pr->row_w[k] = hn_params_add(t, name, 2, sw)) < 0) return HN_ERR;
+            snprintf(name, sizeof name, "prompt.mlp.%d.bias", k);
+            if ((pr->row_b[k] = add_vec(t, name, sw[0])) < 0) return HN_ERR;
+        }
+    }
+    HnAdapters* ad = &p->adapters;
+    if (ad->on) {
+        ad->rows = malloc((size_t)p->L * 8 * sizeof(int));
+        if (!ad->rows) return hn_error("out of memory");
+        for (int l = 0; l < p->L; l++)
+            for (int pt = 0; pt < 2; pt++) {
+                int* r = ad->rows + (l * 2 + pt) * 4;
+                r[0] = r[1] = r[2] = r[3] = -1;
+                if (pt == HN_POINT_ATTN && ad->kind != HN_ADAPTER_HOULSBY) continue;
+                const char* pn = pt ? "mlp" : "attn";
+                int dw[2] = {ad->R, C}, uw[2] = {C, ad->R};
+                snprintf(name, sizeof name, "layers.%d.adapter_%s.down.weight", l, pn);
+                if ((r[0] = hn_params_add(t, name, 2, dw)) < 0) return HN_ERR;
+                snprintf(name, sizeof name, "layers.%d.adapter_%s.down.bias", l, pn);
+                if ((r[1] = add_vec(t, name, ad->R)) < 0) return HN_ERR;
+                snprintf(name, sizeof name, "layers.%d.adapter_%s.up.weight", l, pn);
+                if ((r[2] = hn_params_add(t, name, 2, uw)) < 0) return HN_ERR;
+                snprintf(name, sizeof name, "layers.%d.adapter_%s.up.bias", l, pn);
+                if ((r[3] = add_vec(t, name, C)) < 0) return HN_ERR;
+            }
+    }
+    for (int i = 0; i < t->n; i++) {
+        if (hn_peft_is_addon_name(t->rows[i].name)) {
             t->rows[i].addon = 1;
             /* no weight decay on add-ons: it would pull IA3 scales and DoRA magnitudes
              * toward 0, not toward the base */
@@ -356,7 +457,83 @@ static void dora_norms(const HnAddon* a, const float* w, const float* A, const f
     }
 }
 
+/* torch.nn.Linear's default initialisation: weight and bias U(-1/sqrt(in), 1/sqrt(in)) */
+static void linear_init(HnParamTable* t, int row_w, int row_b, uint64_t seed) {
+    HnParamRow* w = &t->rows[row_w];
+    HnRng rng;
+    hn_rng_seed(&rng, seed ^ (0xa0761d6478bd642fULL * (uint64_t)(row_w + 1)));
+    float bound = 1.0f / sqrtf((float)w->shape[1]);
+    for (size_t i = 0; i < w->numel; i++)
+        t->data[w->offset + i] = bound * (2.0f * hn_rng_uniform(&rng) - 1.0f);
+    HnParamRow* b = &t->rows[row_b];
+    for (size_t i = 0; i < b->numel; i++)
+        t->data[b->offset + i] = bound * (2.0f * hn_rng_uniform(&rng) - 1.0f);
+}
+
+static void normal_init(HnParamTable* t, int row, float std, uint64_t seed) {
+    HnParamRow* r = &t->rows[row];
+    HnRng rng;
+    hn_rng_seed(&rng, seed ^ (0xa0761d6478bd642fULL * (uint64_t)(row + 1)));
+    for (size_t i = 0; i < r->numel; i++)
+        t->data[r->offset + i] = std * hn_rng_normal(&rng);
+}
+
+/* prefix, prompt and adapter rows */
+static void init_virtual(const HnPeft* p, HnParamTable* t, uint64_t seed) {
+    const HnPrefix* px = &p->prefix;
+    if (px->P) { /* nn.Embedding: normal(0, 1) */
+        normal_init(t, px->row_embed, 1.0f, seed);
+        if (px->hidden) {
+            linear_init(t, px->row_w0, px->row_b0, seed);
+            linear_init(t, px->row_w1, px->row_b1, seed);
+        }
+    }
+    const HnPrompt* pr = &p->prompt;
+    if (pr->P) {
+        HnParamRow* r = &t->rows[pr->row_embed];
+        float* x = t->data + r->offset;
+        int wi = hn_params_find(t, "tok_embed.weight");
+        const float* wte = wi >= 0 ? t->data + t->rows[wi].offset : NULL;
+        if (p->prompt_init == 1 && wte) { /* rows of sampled vocabulary tokens */
+            HnRng rng;
+            hn_rng_seed(&rng, seed ^ 0x5851f42d4c957f2dULL);
+            for (int i = 0; i < pr->P; i++)
+                memcpy(x + (size_t)i * p->C,
+                       wte + (size_t)hn_rng_below(&rng, (uint64_t)p->V) * p->C,
+                       (size_t)p->C * sizeof(float));
+        } else if (p->prompt_init == 2 && wte && p->n_init_ids > 0) {
+            /* the text's tokens, repeated to fill the prompt (as PEFT) */
+            for (int i = 0; i < pr->P; i++)
+                memcpy(x + (size_t)i * p->C, wte + (size_t)p->init_ids[i % p->n_init_ids] * p->C,
+                       (size_t)p->C * sizeof(float));
+        } else {
+            normal_init(t, pr->row_embed, 1.0f, seed);
+        }
+        for (int k = 0; pr->hidden && k < 3; k++)
+            linear_init(t, pr->row_w[k], pr->row_b[k], seed);
+    }
+    const HnAdapters* ad = &p->adapters;
+    for (int i = 0; ad->on && i < p->L * 2; i++) {
+        const int* r = ad->rows + i * 4;
+        if (r[0] < 0) continue;
+        for (int k = 0; k < 4; k++)
+            memset(t->data + t->rows[r[k]].offset, 0, t->rows[r[k]].numel * sizeof(float));
+        if (ad->near_identity) { /* AdapterHub's "mam_adapter": down as nn.Linear, up zero */
+            HnParamRow* w = &t->rows[r[0]];
+            HnRng rng;
+            hn_rng_seed(&rng, seed ^ (0xa0761d6478bd642fULL * (uint64_t)(r[0] + 1)));
+            float bound = 1.0f / sqrtf((float)w->shape[1]);
+            for (size_t j = 0; j < w->numel; j++)
+                t->data[w->offset + j] = bound * (2.0f * hn_rng_uniform(&rng) - 1.0f);
+        } else { /* AdapterHub's "bert": normal(0, 0.02) weights, zero biases */
+            normal_init(t, r[0], 0.02f, seed);
+            normal_init(t, r[2], 0.02f, seed);
+        }
+    }
+}
+
 void hn_peft_init(const HnPeft* p, HnParamTable* t, uint64_t seed) {
+    init_virtual(p, t, seed);
     for (int j = 0; j < p->n; j++) {
         const HnAddon* a = &p->a[j];
         if (a->row_a >= 0) {
@@ -389,6 +566,9 @@ void hn_peft_init(const HnPeft* p, HnParamTable* t, uint64_t seed) {
 void hn_peft_free(HnPeft* p) {
     free(p->a);
     free(p->index);
+    free(p->adapters.rows);
+    free(p->adapters.mem);
+    free(p->virt_mem);
     free(p->mem);
     free(p->keep_mem);
     free(p->scratch);
@@ -396,7 +576,7 @@ void hn_peft_free(HnPeft* p) {
 }
 
 HnPeftCounts hn_peft_counts(const HnParamTable* t) {
-    HnPeftCounts c = {0, 0, 0, 0};
+    HnPeftCounts c = {0};
     for (int i = 0; i < t->n; i++) {
         const HnParamRow* r = &t->rows[i];
         const char* nm = r->name;
@@ -408,6 +588,12 @@ HnPeftCounts hn_peft_counts(const HnParamTable* t) {
             c.dora += r->numel;
         else if (len > 4 && strcmp(nm + len - 4, ".ia3") == 0)
             c.ia3 += r->numel;
+        else if (strncmp(nm, "prefix.", 7) == 0)
+            c.prefix += r->numel;
+        else if (strncmp(nm, "prompt.", 7) == 0)
+            c.prompt += r->numel;
+        else if (strstr(nm, ".adapter_"))
+            c.adapter += r->numel;
         else if (len > 5 && strcmp(nm + len - 5, ".bias") == 0)
             c.bitfit += r->numel;
     }
