@@ -115,10 +115,11 @@ static int inspect_checkpoint(const char* path) {
            trainable, (long long)opt_t);
     if (plan.active) {
         HnPeftCounts pc = hn_peft_counts(&t);
-        printf("trainable   %zu of %zu (%.3f%%): lora %zu, dora %zu, ia3 %zu, bitfit %zu\n",
+        printf("trainable   %zu of %zu (%.3f%%): lora %zu, dora %zu, ia3 %zu, bitfit %zu, "
+               "prefix %zu, prompt %zu, adapter %zu\n",
                hn_params_trainable_numel(&t), total,
                100.0 * (double)hn_params_trainable_numel(&t) / (double)total, pc.lora, pc.dora,
-               pc.ia3, pc.bitfit);
+               pc.ia3, pc.bitfit, pc.prefix, pc.prompt, pc.adapter);
     }
     printf("\nconfig:\n");
     for (const char* line = text; *line;) {

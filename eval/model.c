@@ -12,6 +12,14 @@
  * The ops are kernels/ops.h's (the same the trainer runs); only attention is this file's
  * own, because it reads keys and values from the cache instead of from the current rows.
  *
+ * Parameter-efficient add-ons: LoRA, DoRA and IA3 fold into the base at load. Prefix
+ * tuning, prompt tuning / P-tuning and bottleneck adapters stay (HnEvalAddons): the prefix
+ * keys and values sit at cache positions 0..Px-1 of every layer (unrotated), the virtual
+ * tokens at Px..virt-1 (run through the layers once, when the add-ons are set), and a
+ * caller's position p is the cache's virt + p, so attention needs no change: every row
+ * attends the cache from 0 to its own position. Adapters act on a sublayer's output before
+ * the residual add. Without add-ons the forward is the plain one, bit for bit.
+ *
  * Memory does not grow with the context beyond the cache: a forward of n rows runs through
  * the layers in blocks of R = HN_EVAL_ROWS rows, and the logits of a block are consumed
  * (the last row kept, copied out, or turned into losses) before the next. SmolLM2-135M
@@ -162,7 +170,7 @@ static int load_weights(HnEvalModel* m, HnEvalTensorFn fn, void* ctx) {
 /* ---- run state ---- */
 
 static size_t bind_state(HnEvalState* s, const HnEvalConfig* c, float* base) {
-    const size_t R = (size_t)s->rows, C = (size_t)c->C, F = (size_t)c->F, T = (size_t)c->maxT;
+    const size_t R = (size_t)s->rows, C = (size_t)c->C, F = (size_t)c->F, T = (size_t)s->T;
     const size_t KV = dim(c, DKV);
     const int llama = c->arch == HN_EVAL_LLAMA;
     size_t used = 0;
@@ -232,6 +240,7 @@ HnEvalModel* hn_eval_model_new(const HnEvalConfig* cfg, int max_context, HnEvalT
     m->nparams = bind_weights(&m->w, &m->config, NULL);
     m->s.threads = omp_get_max_threads();
     m->s.rows = c.maxT < HN_EVAL_ROWS ? c.maxT : HN_EVAL_ROWS;
+    m->s.T = c.maxT;
     m->nstate = bind_state(&m->s, &m->config, NULL);
     m->params = malloc(m->nparams * sizeof(float));
     m->state_mem = calloc(m->nstate, sizeof(float));
@@ -255,6 +264,7 @@ void hn_eval_model_free(HnEvalModel* m) {
     if (!m) return;
     free(m->params);
     free(m->state_mem);
+    free(m->peft.mem);
     free(m);
 }
 
@@ -334,15 +344,13 @@ static void linear_of(HnEvalModel* m, int l, HnLinear lin, float** w, float** b)
     }
 }
 
-/* fold the checkpoint's parameter-efficient add-ons (/peft) into the loaded base weights:
- * LoRA, DoRA and IA3 all fold exactly, so the inference path runs a plain model */
-static int fold_addons(HnEvalModel* m, HnH5* f, const HnConfig* cfg, const char* path) {
-    HnPeft plan;
-    if (hn_peft_plan(&plan, cfg) != HN_OK) return HN_ERR;
+/* fold the checkpoint's LoRA, DoRA and IA3 add-ons (/peft) into the loaded base weights:
+ * they all fold exactly, so the inference path runs them as a plain model */
+static int fold_addons(HnEvalModel* m, HnH5* f, const HnPeft* plan) {
     int rc = HN_OK;
     char name[HN_NAME_MAX + 16];
-    for (int j = 0; rc == HN_OK && j < plan.n; j++) {
-        const HnAddon* a = &plan.a[j];
+    for (int j = 0; rc == HN_OK && j < plan->n; j++) {
+        const HnAddon* a = &plan->a[j];
         size_t na = (size_t)a->rank * a->in, nb = (size_t)a->out * a->rank;
         size_t nl = a->kind == HN_ADD_IA3_IN ? (size_t)a->in : (size_t)a->out;
         float* buf = malloc((na + nb + 2 * nl + 4) * sizeof(float));
@@ -370,6 +378,18 @@ static int fold_addons(HnEvalModel* m, HnH5* f, const HnConfig* cfg, const char*
         }
         free(buf);
     }
+    return rc;
+}
+
+static int load_addons(HnEvalModel* m, HnH5* f, const HnPeft* plan);
+
+/* the checkpoint's add-ons (cfg->peft): LoRA, DoRA and IA3 folded into the base, then the
+ * prefix, virtual tokens and adapters set on the model */
+static int apply_addons(HnEvalModel* m, HnH5* f, const HnConfig* cfg, const char* path) {
+    HnPeft plan;
+    int rc = hn_peft_plan(&plan, cfg);
+    if (rc == HN_OK) rc = fold_addons(m, f, &plan);
+    if (rc == HN_OK) rc = load_addons(m, f, &plan);
     if (rc != HN_OK) hn_error("%s: %s", path, hn_error_message());
     hn_peft_free(&plan);
     return rc;
@@ -417,7 +437,7 @@ int hn_eval_model_open(const char* ckpt_path, int max_context, HnEvalModel** m, 
         *m = hn_eval_model_new(&c, max_context, read_ckpt_tensor, &pair);
         if (!*m) rc = HN_ERR;
     }
-    if (rc == HN_OK && cfg.peft.methods.n > 0) rc = fold_addons(*m, f, &cfg, ckpt_path);
+    if (rc == HN_OK && cfg.peft.methods.n > 0) rc = apply_addons(*m, f, &cfg, ckpt_path);
     if (rc == HN_OK) rc = hn_ckpt_tokenizer(f, tok);
     if (pair.base) hn_h5_close(pair.base);
     hn_h5_close(f);
@@ -473,18 +493,18 @@ static float sum(const float* a, int n) {
 
 /* Causal attention of n new rows (at positions pos..pos+n-1) over the cache of one layer.
  * q (n, NH*HS) rows q_stride apart holds the new rows' queries (their keys and values are
- * already in the cache); kcache, vcache (maxT, KV); out (n, NH*HS). Row i attends to
+ * already in the cache); kcache, vcache (T, KV); out (n, NH*HS). Row i attends to
  * positions 0..pos+i; query head h reads kv head h / (NH / NKV). */
 static void attention_cached(float* out, float* scores, int threads, const float* q, int q_stride,
                              const float* kcache, const float* vcache, int n, int pos, int NH,
-                             int NKV, int HS, int maxT) {
+                             int NKV, int HS, int T) {
     const int KV = NKV * HS, group = NH / NKV;
     const float scale = 1.0f / sqrtf((float)HS);
     if (threads > omp_get_max_threads()) threads = omp_get_max_threads();
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(threads)
     for (int i = 0; i < n; i++)
         for (int h = 0; h < NH; h++) {
-            float* att = scores + (size_t)omp_get_thread_num() * maxT;
+            float* att = scores + (size_t)omp_get_thread_num() * T;
             const float* qh = q + (size_t)i * q_stride + h * HS;
             const float* k = kcache + (h / group) * HS;
             const float* v = vcache + (h / group) * HS;
@@ -553,7 +573,61 @@ static void attention(HnEvalModel* m, const float* q, int q_stride, const float*
                           HS);
     else
         attention_cached(s->atty, s->scores, s->threads, q, q_stride, kcache, vcache, n, pos, c->NH,
-                         c->NKV, HS, c->maxT);
+                         c->NKV, HS, s->T);
+}
+
+/* ---- bottleneck adapters ---- */
+
+static float adapter_act(HnEvalActivation k, float z) {
+    switch (k) {
+    case HN_EVAL_ACT_RELU:
+        return z > 0.0f ? z : 0.0f;
+    case HN_EVAL_ACT_SWISH:
+        return z / (1.0f + expf(-z));
+    case HN_EVAL_ACT_GELU: /* exact (erf) */
+        return 0.5f * z * (1.0f + erff(z * 0.70710678f));
+    case HN_EVAL_ACT_TANH:
+        return tanhf(z);
+    }
+    return z;
+}
+
+/* floats of one adapter: down.weight (R, C), down.bias (R), up.weight (C, R), up.bias (C) */
+static size_t adapter_floats(int R, int C) {
+    return 2 * (size_t)R * C + (size_t)R + (size_t)C;
+}
+
+/* The sublayer output sub (n, C) in place, with x (n, C) the stream the sublayer read:
+ * Houlsby sub + f(sub), Pfeiffer sub + f(x + sub) (its input made in scratch), parallel
+ * sub + scaling f(x); f(h) = up(act(down(h))) with the adapter at w (one layer's) */
+static void adapter(HnEvalModel* m, const float* w, float* sub, const float* x, float* scratch,
+                    int n) {
+    const HnEvalAddons* p = &m->peft;
+    const int C = m->config.C, R = p->R, parallel = p->adapter == HN_EVAL_ADAPTER_PARALLEL;
+    const float scale = parallel ? p->scaling : 1.0f;
+    const float *dw = w, *db = dw + (size_t)R * C, *uw = db + R, *ub = uw + (size_t)C * R;
+    float* h = p->hidden;
+    const float* in = parallel ? x : sub;
+    if (p->adapter == HN_EVAL_ADAPTER_PFEIFFER) {
+        const size_t nc = (size_t)n * C;
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < nc; i++)
+            scratch[i] = x[i] + sub[i];
+        in = scratch;
+    }
+    hn_matmul_forward(h, in, dw, db, n, C, R);
+    for (size_t i = 0; i < (size_t)n * R; i++)
+        h[i] = adapter_act(p->act, h[i]);
+    hn_gemm(0, 1, n, C, R, scale, h, R, uw, R, 1.0f, sub, C);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < C; c++)
+            sub[(size_t)i * C + c] += scale * ub[c];
+}
+
+/* layer l's adapter at the attention point (houlsby) or the MLP point, NULL if none */
+static const float* adapter_at(const HnEvalModel* m, const float* all, int l) {
+    return all ? all + (size_t)l * adapter_floats(m->peft.R, m->config.C) : NULL;
 }
 
 /* one GPT-2 block over the n rows of s->x at positions pos..pos+n-1 */
@@ -562,7 +636,7 @@ static void gpt2_layer(HnEvalModel* m, int l, int n, int pos) {
     const HnEvalWeights* w = &m->w;
     HnEvalState* s = &m->s;
     const int C = c->C, F = c->F;
-    const size_t CC = (size_t)C * C, CF = (size_t)C * F, T = (size_t)c->maxT;
+    const size_t CC = (size_t)C * C, CF = (size_t)C * F, T = (size_t)s->T;
     float* kcache = s->key_cache + (size_t)l * T * C;
     float* vcache = s->value_cache + (size_t)l * T * C;
     hn_layernorm_forward(s->xb, s->mean, s->rstd, s->x, w->ln1w + (size_t)l * C,
@@ -576,6 +650,8 @@ static void gpt2_layer(HnEvalModel* m, int l, int n, int pos) {
     }
     attention(m, s->qkv, 3 * C, kcache, vcache, n, pos);
     hn_matmul_forward(s->proj, s->atty, w->attow + l * CC, w->attob + (size_t)l * C, n, C, C);
+    if (m->peft.adapter_attn)
+        adapter(m, adapter_at(m, m->peft.adapter_attn, l), s->proj, s->x, s->xb, n);
     hn_residual_forward(s->x, s->proj, s->x, (size_t)n * C);
     hn_layernorm_forward(s->xb, s->mean, s->rstd, s->x, w->ln2w + (size_t)l * C,
                          w->ln2b + (size_t)l * C, n, C, c->eps);
@@ -583,6 +659,8 @@ static void gpt2_layer(HnEvalModel* m, int l, int n, int pos) {
     hn_gelu_forward(s->fch_gelu, s->fch, (size_t)n * F);
     hn_matmul_forward(s->proj, s->fch_gelu, w->fcprojw + l * CF, w->fcprojb + (size_t)l * C, n, F,
                       C);
+    if (m->peft.adapter_mlp) /* s->xb, the MLP's normed input, is free by now */
+        adapter(m, adapter_at(m, m->peft.adapter_mlp, l), s->proj, s->x, s->xb, n);
     hn_residual_forward(s->x, s->proj, s->x, (size_t)n * C);
 }
 
@@ -594,8 +672,8 @@ static void llama_layer(HnEvalModel* m, int l, int n, int pos) {
     HnEvalState* s = &m->s;
     const int C = c->C, F = c->F, HS = C / c->NH, KV = c->NKV * HS;
     const size_t CC = (size_t)C * C, CKV = (size_t)C * KV, CF = (size_t)C * F;
-    float* kcache = s->key_cache + (size_t)l * c->maxT * KV;
-    float* vcache = s->value_cache + (size_t)l * c->maxT * KV;
+    float* kcache = s->key_cache + (size_t)l * s->T * KV;
+    float* vcache = s->value_cache + (size_t)l * s->T * KV;
     float* k = kcache + (size_t)pos * KV;
     float* v = vcache + (size_t)pos * KV;
     hn_rmsnorm_forward(s->xb, s->rstd, s->x, w->ln1w + (size_t)l * C, n, C, c->eps);
@@ -606,31 +684,44 @@ static void llama_layer(HnEvalModel* m, int l, int n, int pos) {
     hn_rope_forward(k, 1, n, c->NKV, HS, KV, pos, c->rope_theta);
     attention(m, s->qkv, C, kcache, vcache, n, pos);
     hn_matmul_forward(s->proj, s->atty, w->attow + l * CC, NULL, n, C, C);
+    if (m->peft.adapter_attn)
+        adapter(m, adapter_at(m, m->peft.adapter_attn, l), s->proj, s->x, s->xb, n);
     hn_residual_forward(s->x, s->proj, s->x, (size_t)n * C);
     hn_rmsnorm_forward(s->xb, s->rstd, s->x, w->ln2w + (size_t)l * C, n, C, c->eps);
     hn_matmul_forward(s->fch, s->xb, w->gatew + l * CF, NULL, n, C, F);
     hn_matmul_forward(s->up, s->xb, w->fcw + l * CF, NULL, n, C, F);
     hn_swiglu_forward(s->fch_gelu, s->fch, s->up, (size_t)n * F);
     hn_matmul_forward(s->proj, s->fch_gelu, w->fcprojw + l * CF, NULL, n, F, C);
+    if (m->peft.adapter_mlp) /* s->xb, the MLP's normed input, is free by now */
+        adapter(m, adapter_at(m, m->peft.adapter_mlp, l), s->proj, s->x, s->xb, n);
     hn_residual_forward(s->x, s->proj, s->x, (size_t)n * C);
 }
 
-/* n <= R tokens at positions pos..pos+n-1 through every layer; leaves the final-normed
- * rows in s->xb, ready for the classifier */
+/* the n <= R rows of s->x at cache positions pos..pos+n-1 through every layer */
+static void run_layers(HnEvalModel* m, int n, int pos) {
+    const HnEvalConfig* c = &m->config;
+    for (int l = 0; l < c->L; l++)
+        if (c->arch == HN_EVAL_LLAMA)
+            llama_layer(m, l, n, pos);
+        else
+            gpt2_layer(m, l, n, pos);
+}
+
+/* n <= R tokens at the callers' positions pos..pos+n-1 (the cache's virt + pos..) through
+ * every layer; leaves the final-normed rows in s->xb, ready for the classifier */
 static void forward_block(HnEvalModel* m, const int* tokens, int n, int pos) {
     const HnEvalConfig* c = &m->config;
     const HnEvalWeights* w = &m->w;
     HnEvalState* s = &m->s;
     const int C = c->C;
+    pos += m->peft.virt;
     if (c->arch == HN_EVAL_LLAMA) {
         hn_encoder_forward(s->x, tokens, w->wte, NULL, 1, n, C);
-        for (int l = 0; l < c->L; l++)
-            llama_layer(m, l, n, pos);
+        run_layers(m, n, pos);
         hn_rmsnorm_forward(s->xb, s->rstd, s->x, w->lnfw, n, C, c->eps);
     } else {
         hn_encoder_forward(s->x, tokens, w->wte, w->wpe + (size_t)pos * C, 1, n, C);
-        for (int l = 0; l < c->L; l++)
-            gpt2_layer(m, l, n, pos);
+        run_layers(m, n, pos);
         hn_layernorm_forward(s->xb, s->mean, s->rstd, s->x, w->lnfw, w->lnfb, n, C, c->eps);
     }
 }
@@ -643,13 +734,24 @@ static void classifier(HnEvalModel* m, float* logits, int row0, int rows) {
 
 static int check_input(const HnEvalModel* m, const int* tokens, int n, int pos) {
     const HnEvalConfig* c = &m->config;
-    if (n < 1 || pos < 0 || pos > c->maxT - n)
+    const int T = m->s.T, virt = m->peft.virt;
+    if (n < 1 || pos < 0 || pos > c->maxT - n) {
+        if (virt > 0 && T < c->context)
+            return hn_error("positions %d..%d do not fit the context of %d (a cache of %d, "
+                            "capped below the model's %d: a larger cap serves more; less %d "
+                            "positions of prefix and virtual tokens)",
+                            pos, pos + n - 1, c->maxT, T, c->context, virt);
+        if (virt > 0)
+            return hn_error("positions %d..%d do not fit the context of %d (the model's %d, "
+                            "less %d positions of prefix and virtual tokens)",
+                            pos, pos + n - 1, c->maxT, T, virt);
         return c->maxT < c->context
                    ? hn_error("positions %d..%d do not fit the context of %d (capped below the "
                               "model's %d: a larger cap serves more)",
                               pos, pos + n - 1, c->maxT, c->context)
                    : hn_error("positions %d..%d do not fit the model's context of %d", pos,
                               pos + n - 1, c->maxT);
+    }
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= c->V)
             return hn_error("token id %d is not below the model's vocabulary %d", tokens[i], c->V);
@@ -699,4 +801,242 @@ int hn_eval_forward_nll(HnEvalModel* m, const int* tokens, const int* targets, i
                                         0.0f);
     }
     return HN_OK;
+}
+
+/* ---- prefix, virtual tokens and adapters ---- */
+
+/* the add-ons' part of the cache: the prefix keys and values (not rotated) at positions
+ * 0..Px-1 of every layer, then the virtual tokens run through the layers at Px..virt-1 */
+static void prime_cache(HnEvalModel* m) {
+    const HnEvalConfig* c = &m->config;
+    const HnEvalAddons* p = &m->peft;
+    HnEvalState* s = &m->s;
+    const size_t KV = dim(c, DKV), cols = 2 * (size_t)c->L * KV, T = (size_t)s->T;
+    const int C = c->C;
+    for (int l = 0; l < c->L; l++)
+        for (int t = 0; t < p->Px; t++) {
+            const float* row = p->prefix + (size_t)t * cols;
+            memcpy(s->key_cache + ((size_t)l * T + t) * KV, row + 2 * (size_t)l * KV,
+                   KV * sizeof(float));
+            memcpy(s->value_cache + ((size_t)l * T + t) * KV, row + (2 * (size_t)l + 1) * KV,
+                   KV * sizeof(float));
+        }
+    for (int r0 = 0, rows; r0 < p->Pv; r0 += rows) {
+        rows = block_rows(m, r0, p->Pv);
+        for (int i = 0; i < rows; i++) {
+            const int t = r0 + i;
+            const float* e = p->prompt + (size_t)t * C;
+            const float* pe = m->w.wpe ? m->w.wpe + (size_t)(p->Px + t) * C : NULL;
+            float* x = s->x + (size_t)i * C;
+            for (int k = 0; k < C; k++)
+                x[k] = e[k] + (pe ? pe[k] : 0.0f);
+        }
+        run_layers(m, rows, p->Px + r0);
+    }
+}
+
+/* y (n, out) = x (n, in) W^T + b, then ReLU (relu 1), tanh (2) or nothing (0) */
+static void dense(float* y, const float* x, const float* w, const float* b, int n, int in, int out,
+                  int act) {
+    hn_matmul_forward(y, x, w, b, n, in, out);
+    for (size_t i = 0; act && i < (size_t)n * out; i++)
+        y[i] = act == 1 ? (y[i] > 0.0f ? y[i] : 0.0f) : tanhf(y[i]);
+}
+
+/* the checks of hn_eval_model_set_peft, before anything is allocated: sizes, and with rows
+ * set the arrays they need */
+static int check_peft(const HnEvalModel* m, const HnEvalPeft* e, int rows) {
+    const HnEvalConfig* c = &m->config;
+    const int Px = e->prefix_len, Pv = e->prompt_len;
+    if (Px < 0 || Pv < 0 || e->prefix_hidden < 0 || e->prompt_hidden < 0)
+        return hn_error("peft: negative size (prefix %d, projection %d, virtual tokens %d, "
+                        "encoder %d)",
+                        Px, e->prefix_hidden, Pv, e->prompt_hidden);
+    if (Px >= m->s.T || Pv >= m->s.T - Px)
+        return hn_error("peft: %d prefix positions and %d virtual tokens leave none of the %d "
+                        "positions served to the tokens%s",
+                        Px, Pv, m->s.T,
+                        m->s.T < c->context ? " (the context is capped: a larger cap serves more)"
+                                            : "");
+    if (e->prefix_hidden > (1 << 20) || e->prompt_hidden > (1 << 20))
+        return hn_error("peft: projection width %d / encoder width %d out of range",
+                        e->prefix_hidden, e->prompt_hidden);
+    if (rows && Px &&
+        (!e->prefix_embed ||
+         (e->prefix_hidden && (!e->prefix_w0 || !e->prefix_b0 || !e->prefix_w1 || !e->prefix_b1))))
+        return hn_error("peft: prefix rows missing");
+    if (rows && Pv &&
+        (!e->prompt_embed ||
+         (e->prompt_hidden && (!e->prompt_w[0] || !e->prompt_b[0] || !e->prompt_w[1] ||
+                               !e->prompt_b[1] || !e->prompt_w[2] || !e->prompt_b[2]))))
+        return hn_error("peft: prompt rows missing");
+    if (e->adapter == HN_EVAL_ADAPTER_NONE) return HN_OK;
+    if (e->adapter != HN_EVAL_ADAPTER_PFEIFFER && e->adapter != HN_EVAL_ADAPTER_HOULSBY &&
+        e->adapter != HN_EVAL_ADAPTER_PARALLEL)
+        return hn_error("peft: unknown adapter kind %d", (int)e->adapter);
+    if (e->adapter_act != HN_EVAL_ACT_RELU && e->adapter_act != HN_EVAL_ACT_SWISH &&
+        e->adapter_act != HN_EVAL_ACT_GELU && e->adapter_act != HN_EVAL_ACT_TANH)
+        return hn_error("peft: unknown adapter activation %d", (int)e->adapter_act);
+    if (e->adapter_dim < 1 || e->adapter_dim > c->C)
+        return hn_error("peft: adapter bottleneck %d (1..channels %d)", e->adapter_dim, c->C);
+    if (!isfinite(e->adapter_scaling)) return hn_error("peft: adapter scaling not finite");
+    if (rows && (!e->adapter_mlp || (e->adapter == HN_EVAL_ADAPTER_HOULSBY && !e->adapter_attn)))
+        return hn_error("peft: adapter rows missing");
+    return HN_OK;
+}
+
+int hn_eval_model_set_peft(HnEvalModel* m, const HnEvalPeft* peft) {
+    static const HnEvalPeft none = {0};
+    const HnEvalPeft* e = peft ? peft : &none;
+    if (check_peft(m, e, 1) != HN_OK) return HN_ERR;
+    const HnEvalConfig* c = &m->config;
+    const int C = c->C, L = c->L, Px = e->prefix_len, Pv = e->prompt_len;
+    const int on = e->adapter != HN_EVAL_ADAPTER_NONE, R = on ? e->adapter_dim : 0;
+    const int houlsby = e->adapter == HN_EVAL_ADAPTER_HOULSBY;
+    const size_t KV = dim(c, DKV), cols = 2 * L * KV, A = on ? adapter_floats(R, C) : 0;
+    const int Hx = Px ? e->prefix_hidden : 0, Hv = Pv ? e->prompt_hidden : 0;
+    const size_t n = (size_t)Px * cols + (size_t)Pv * C + (houlsby ? 2 : 1) * (size_t)L * A +
+                     (size_t)m->s.rows * R;
+    /* scratch of the folds: the prefix projection's (Px, Hx), the encoder's 2 x (Pv, Hv) */
+    const size_t nscratch = (size_t)Px * Hx + 2 * (size_t)Pv * Hv;
+    HnEvalAddons p = {.Px = Px, .Pv = Pv, .virt = Px + Pv};
+    float* scratch = NULL;
+    if (n > 0 && (!(p.mem = malloc(n * sizeof(float))) ||
+                  (nscratch && !(scratch = malloc(nscratch * sizeof(float)))))) {
+        free(p.mem);
+        return hn_error("out of memory: parameter-efficient add-ons");
+    }
+    float* at = p.mem;
+#define TAKE(ptr, numel) (ptr = at, at += (numel))
+    if (Px) {
+        TAKE(p.prefix, (size_t)Px * cols);
+        if (Hx) { /* kv = tanh(embed W0^T + b0) W1^T + b1, embed KV wide */
+            dense(scratch, e->prefix_embed, e->prefix_w0, e->prefix_b0, Px, (int)KV, Hx, 2);
+            dense(p.prefix, scratch, e->prefix_w1, e->prefix_b1, Px, Hx, (int)cols, 0);
+        } else {
+            memcpy(p.prefix, e->prefix_embed, (size_t)Px * cols * sizeof(float));
+        }
+    }
+    if (Pv) {
+        TAKE(p.prompt, (size_t)Pv * C);
+        if (Hv) { /* PEFT's prompt encoder: Linear, ReLU, Linear, ReLU, Linear */
+            float *h1 = scratch + (size_t)Px * Hx, *h2 = h1 + (size_t)Pv * Hv;
+            dense(h1, e->prompt_embed, e->prompt_w[0], e->prompt_b[0], Pv, C, Hv, 1);
+            dense(h2, h1, e->prompt_w[1], e->prompt_b[1], Pv, Hv, Hv, 1);
+            dense(p.prompt, h2, e->prompt_w[2], e->prompt_b[2], Pv, Hv, C, 0);
+        } else {
+            memcpy(p.prompt, e->prompt_embed, (size_t)Pv * C * sizeof(float));
+        }
+    }
+    if (on) {
+        p.adapter = e->adapter;
+        p.act = e->adapter_act;
+        p.R = R;
+        p.scaling = e->adapter_scaling;
+        if (houlsby) {
+            TAKE(p.adapter_attn, (size_t)L * A);
+            memcpy(p.adapter_attn, e->adapter_attn, (size_t)L * A * sizeof(float));
+        }
+        TAKE(p.adapter_mlp, (size_t)L * A);
+        memcpy(p.adapter_mlp, e->adapter_mlp, (size_t)L * A * sizeof(float));
+        TAKE(p.hidden, (size_t)m->s.rows * R);
+    }
+#undef TAKE
+    free(scratch);
+    free(m->peft.mem);
+    m->peft = p;
+    m->config.maxT = m->s.T - p.virt;
+    prime_cache(m);
+    return HN_OK;
+}
+
+/* the next numel floats at *at, filled from /peft/<name> unless an earlier read failed */
+static const float* read_next(HnH5* f, const char* name, float** at, size_t numel, int* rc) {
+    float* dst = *at;
+    *at += numel;
+    if (*rc == HN_OK) *rc = hn_ckpt_read_group_tensor(f, "peft", name, dst, numel);
+    return dst;
+}
+
+/* a checkpoint's prefix, prompt / P-tuning and adapter rows (/peft), as its plan names
+ * them, set on m */
+static int load_addons(HnEvalModel* m, HnH5* f, const HnPeft* plan) {
+    const HnEvalConfig* c = &m->config;
+    const HnPrefix* px = &plan->prefix;
+    const HnPrompt* pr = &plan->prompt;
+    const HnAdapters* ad = &plan->adapters;
+    if (!px->P && !pr->P && !ad->on) return HN_OK;
+    const int L = c->L;
+    const size_t C = (size_t)c->C, KV = dim(c, DKV), cols = 2 * (size_t)L * KV;
+    HnEvalPeft e = {.prefix_len = px->P,
+                    .prefix_hidden = px->P ? px->hidden : 0,
+                    .prompt_len = pr->P,
+                    .prompt_hidden = pr->P ? pr->hidden : 0};
+    if (!ad->on)
+        e.adapter = HN_EVAL_ADAPTER_NONE;
+    else if (ad->kind == HN_ADAPTER_HOULSBY)
+        e.adapter = HN_EVAL_ADAPTER_HOULSBY;
+    else if (ad->kind == HN_ADAPTER_PARALLEL)
+        e.adapter = HN_EVAL_ADAPTER_PARALLEL;
+    else
+        e.adapter = HN_EVAL_ADAPTER_PFEIFFER;
+    e.adapter_act = ad->act == HN_ACT_SWISH  ? HN_EVAL_ACT_SWISH
+                    : ad->act == HN_ACT_GELU ? HN_EVAL_ACT_GELU
+                    : ad->act == HN_ACT_TANH ? HN_EVAL_ACT_TANH
+                                             : HN_EVAL_ACT_RELU;
+    e.adapter_dim = ad->on ? ad->R : 0;
+    e.adapter_scaling = ad->scaling;
+    /* sizes checked before they become allocations (the config decides them) */
+    if (check_peft(m, &e, 0) != HN_OK) return HN_ERR;
+    if (px->P && (size_t)px->cols != cols)
+        return hn_error("prefix: %d columns, the model has 2 x %d layers x %zu", px->cols, L,
+                        dim(c, DKV));
+    const size_t Hx = (size_t)e.prefix_hidden, Hv = (size_t)e.prompt_hidden, P = (size_t)px->P,
+                 V = (size_t)pr->P, A = ad->on ? adapter_floats(ad->R, (int)C) : 0;
+    const size_t n_prefix = P * (Hx ? KV : cols) + (Hx ? Hx * KV + Hx + cols * Hx + cols : 0);
+    const size_t n_prompt = V * C + (Hv ? Hv * C + Hv + Hv * Hv + Hv + C * Hv + C : 0);
+    const size_t n_adapter = (e.adapter == HN_EVAL_ADAPTER_HOULSBY ? 2 : 1) * (size_t)L * A;
+    float* buf = malloc((n_prefix + n_prompt + n_adapter + 1) * sizeof(float));
+    if (!buf) return hn_error("out of memory: parameter-efficient add-ons");
+    float* at = buf;
+    int rc = HN_OK;
+    char name[HN_NAME_MAX + 32];
+    if (P) {
+        e.prefix_embed = read_next(f, "prefix.embed", &at, P * (Hx ? KV : cols), &rc);
+        if (Hx) {
+            e.prefix_w0 = read_next(f, "prefix.mlp.0.weight", &at, Hx * KV, &rc);
+            e.prefix_b0 = read_next(f, "prefix.mlp.0.bias", &at, Hx, &rc);
+            e.prefix_w1 = read_next(f, "prefix.mlp.1.weight", &at, cols * Hx, &rc);
+            e.prefix_b1 = read_next(f, "prefix.mlp.1.bias", &at, cols, &rc);
+        }
+    }
+    if (V) {
+        e.prompt_embed = read_next(f, "prompt.embed", &at, V * C, &rc);
+        for (int k = 0; Hv && k < 3; k++) {
+            size_t out = k == 2 ? C : Hv, in = k == 0 ? C : Hv;
+            snprintf(name, sizeof name, "prompt.mlp.%d.weight", k);
+            e.prompt_w[k] = read_next(f, name, &at, out * in, &rc);
+            snprintf(name, sizeof name, "prompt.mlp.%d.bias", k);
+            e.prompt_b[k] = read_next(f, name, &at, out, &rc);
+        }
+    }
+    if (ad->on) { /* (L, A) per point, each layer's four rows back to back */
+        static const char* const part[4] = {"down.weight", "down.bias", "up.weight", "up.bias"};
+        const size_t R = (size_t)ad->R, numel[4] = {R * C, R, C * R, C};
+        for (int pt = e.adapter == HN_EVAL_ADAPTER_HOULSBY ? 0 : 1; pt < 2; pt++) {
+            if (pt == 0)
+                e.adapter_attn = at;
+            else
+                e.adapter_mlp = at;
+            for (int l = 0; l < L; l++)
+                for (int k = 0; k < 4; k++) {
+                    snprintf(name, sizeof name, "layers.%d.adapter_%s.%s", l, pt ? "mlp" : "attn",
+                             part[k]);
+                    read_next(f, name, &at, numel[k], &rc);
+                }
+        }
+    }
+    if (rc == HN_OK) rc = hn_eval_model_set_peft(m, &e);
+    free(buf);
+    return rc;
 }

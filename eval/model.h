@@ -13,9 +13,20 @@
  * fewer for grouped-query attention), HS = C/NH head size, KV = NKV*HS, F the MLP width,
  * V vocabulary, Vp padded vocabulary (V rounded up to 128; the classifier computes Vp
  * logits of which the first V are meaningful), maxT the positions this model serves (the
- * cache's size: the checkpoint's context, or less when the caller caps it), R =
+ * cache's size T: the checkpoint's context, or less when the caller caps it; less the
+ * prefix and virtual tokens of the add-ons below, when it has them), R =
  * min(HN_EVAL_ROWS, maxT) the rows one pass through the layers takes (a longer forward runs
  * in blocks of R rows, so activations never grow with n), n new tokens of one forward call.
+ *
+ * Parameter-efficient add-ons: LoRA, DoRA and IA3 fold into the base weights at load and
+ * leave a plain model. Prefix tuning, prompt tuning / P-tuning and bottleneck adapters do
+ * not fold; the model applies them (HnEvalAddons, set by hn_eval_model_set_peft or read by
+ * hn_eval_model_open). Prefix and virtual tokens take the first Px + Pv = virt positions of
+ * the cache: positions 0..Px-1 of every layer hold the prefix keys and values (not rotated),
+ * Px..virt-1 the virtual tokens' own keys and values, computed once when the add-ons are
+ * set. They are invisible to callers: a caller's position p is the cache's position
+ * virt + p (GPT-2's position embedding and Llama's RoPE use virt + p), and the callers'
+ * maxT is the cache's size less virt.
  */
 #ifndef HONE_EVAL_MODEL_H
 #define HONE_EVAL_MODEL_H
@@ -40,7 +51,9 @@ typedef struct {
     int F;            /* 0 = 4C */
     int V, Vp;        /* Vp is derived from V */
     int context;      /* the checkpoint's model.context (gpt2: rows of pos_embed) */
-    int maxT;         /* derived: min(context, the cap given to the constructor) */
+    int maxT;         /* derived: the positions callers may use: min(context, the cap given
+                       * to the constructor), less the virtual positions of prefix and prompt
+                       * tuning (HnEvalAddons.virt) once those are set */
     float eps;        /* norm epsilon (LayerNorm for gpt2, RMSNorm for llama) */
     float rope_theta; /* llama: RoPE base */
     int untied;       /* the classifier is lm_head.weight, not the token embedding */
@@ -85,15 +98,81 @@ typedef struct {
     float* up;          /* (R, F) llama: mlp.up */
     float* fch_gelu;    /* (R, F) the MLP's hidden activation (GELU or SwiGLU output) */
     float *mean, *rstd; /* (R) norm statistics (the ops want somewhere to put them) */
-    float* scores;      /* (threads, maxT) one attention row per thread (decode) */
-    float* block;       /* (R, maxT) attention scores of one head over a block (prefill) */
+    float* scores;      /* (threads, T) one attention row per thread (decode) */
+    float* block;       /* (R, T) attention scores of one head over a block (prefill) */
     int threads;        /* rows of scores */
     int rows;           /* R */
+    int T;              /* positions the cache holds: min(context, cap) = config.maxT + virt */
     float* logits;      /* (R, Vp) */
     float* losses;      /* (R) */
-    float* key_cache;   /* (L, maxT, KV) */
-    float* value_cache; /* (L, maxT, KV) */
+    float* key_cache;   /* (L, T, KV) */
+    float* value_cache; /* (L, T, KV) */
 } HnEvalState;
+
+/* ---- parameter-efficient methods that do not fold into the base (train/peft/peft.h) ---- */
+
+/* where a bottleneck adapter f(h) = up(act(down(h))) sits, as the trainer places it
+ * (AdapterHub's configurations on a pre-norm block): with x the stream a sublayer reads and
+ * s its output (after attn.o / mlp.down and their biases), the stream becomes x + s + ... */
+typedef enum {
+    HN_EVAL_ADAPTER_NONE,
+    HN_EVAL_ADAPTER_PFEIFFER, /* + f(x + s) after the MLP (SeqBn) */
+    HN_EVAL_ADAPTER_HOULSBY,  /* + f(s) after attention and after the MLP (DoubleSeqBn) */
+    HN_EVAL_ADAPTER_PARALLEL  /* + scaling f(x) beside the MLP (ParBn) */
+} HnEvalAdapterKind;
+
+/* the adapter's non-linearity: ReLU, x sigmoid(x), exact (erf) GELU, tanh */
+typedef enum {
+    HN_EVAL_ACT_RELU,
+    HN_EVAL_ACT_SWISH,
+    HN_EVAL_ACT_GELU,
+    HN_EVAL_ACT_TANH
+} HnEvalActivation;
+
+/* The add-ons as plain arrays in the checkpoint's (PEFT's) layouts, for
+ * hn_eval_model_set_peft, which copies (and folds) them: the caller keeps ownership. A zero
+ * length / HN_EVAL_ADAPTER_NONE leaves a method off, and its arrays are not read.
+ * Shapes: KV = NKV * HS; cols = 2 L KV; A = the floats of one adapter: down.weight (R, C),
+ * down.bias (R), up.weight (C, R), up.bias (C), back to back (2 R C + R + C). */
+typedef struct {
+    /* prefix tuning (Li & Liang 2021): rows prefix.* */
+    int prefix_len;            /* Px; 0 = none */
+    int prefix_hidden;         /* the projection's width H; 0 = none */
+    const float* prefix_embed; /* (Px, cols) the prefix itself, or (Px, KV) with a projection
+                                * (KV wide, as PEFT makes it) */
+    const float *prefix_w0, *prefix_b0; /* (H, KV), (H) */
+    const float *prefix_w1, *prefix_b1; /* (cols, H), (cols): kv = tanh(embed W0^T + b0) W1^T + b1
+                                         * (folded here) */
+    /* prompt tuning (Lester et al. 2021) and P-tuning (Liu et al. 2021): rows prompt.* */
+    int prompt_len;            /* Pv; 0 = none */
+    int prompt_hidden;         /* P-tuning's encoder width H; 0 = plain prompt tuning */
+    const float* prompt_embed; /* (Pv, C) */
+    const float* prompt_w[3];  /* (H, C), (H, H), (C, H): E = relu(relu(embed W0^T + b0)
+                                * W1^T + b1) W2^T + b2 (computed here) */
+    const float* prompt_b[3];  /* (H), (H), (C) */
+    /* bottleneck adapters: rows layers.N.adapter_attn.* and layers.N.adapter_mlp.* */
+    HnEvalAdapterKind adapter;
+    HnEvalActivation adapter_act;
+    int adapter_dim;           /* R = C / reduction */
+    float adapter_scaling;     /* the parallel adapter's output scale */
+    const float* adapter_attn; /* (L, A) layer after layer; houlsby only */
+    const float* adapter_mlp;  /* (L, A) */
+} HnEvalPeft;
+
+/* the add-ons a model applies (all in mem; pointers NULL where a method is off) */
+typedef struct {
+    int Px, Pv, virt; /* prefix positions, virtual tokens, and their sum */
+    HnEvalAdapterKind adapter;
+    HnEvalActivation act;
+    int R;
+    float scaling;
+    float* prefix;       /* (Px, cols) the folded prefix (also copied into the cache) */
+    float* prompt;       /* (Pv, C) the virtual tokens' embeddings (P-tuning's encoder applied) */
+    float* adapter_attn; /* (L, A) houlsby */
+    float* adapter_mlp;  /* (L, A) */
+    float* hidden;       /* (R rows, adapter R) the adapter's bottleneck activations */
+    float* mem;          /* one allocation holding the above */
+} HnEvalAddons;
 
 typedef struct {
     HnEvalConfig config;
@@ -101,8 +180,9 @@ typedef struct {
     size_t nparams;
     HnEvalWeights w;
     HnEvalState s;
-    float* state_mem; /* one allocation holding the run state */
-    size_t nstate;    /* its floats */
+    float* state_mem;  /* one allocation holding the run state */
+    size_t nstate;     /* its floats */
+    HnEvalAddons peft; /* prefix, prompt and adapters (all zero without) */
 } HnEvalModel;
 
 /* Fill dst with the numel floats of the parameter row called name (names as in the
@@ -121,14 +201,25 @@ HnEvalModel* hn_eval_model_new(const HnEvalConfig* cfg, int max_context, HnEvalT
                                void* ctx);
 void hn_eval_model_free(HnEvalModel* m);
 
+/* Give a model (made by hn_eval_model_new, its weights final) the add-ons of *peft (NULL
+ * or all off: none), replacing any it had: copies them (folding the prefix projection and
+ * computing P-tuning's virtual tokens), writes the prefix into every layer's cache, runs the
+ * virtual tokens through the layers into the cache, and sets config.maxT to the cache's
+ * positions less virt = Px + Pv. Errors (the model unchanged): negative sizes, a missing
+ * array, virt leaving no position to callers. HN_OK or HN_ERR. */
+int hn_eval_model_set_peft(HnEvalModel* m, const HnEvalPeft* peft);
+
 /* Load a checkpoint: its config (model.arch and shape), its weights (/model/<row>) and its
  * tokenizer (*tok is NULL when the checkpoint has none), serving min(model.context,
- * max_context) positions (0 = model.context). HN_OK or HN_ERR; on error nothing is left
+ * max_context) positions (0 = model.context), less the prefix and virtual tokens of its
+ * add-ons (/peft/<row>: LoRA, DoRA and IA3 folded into the base, prefix, prompt, P-tuning
+ * and adapters set as by hn_eval_model_set_peft). HN_OK or HN_ERR; on error nothing is left
  * allocated. */
 int hn_eval_model_open(const char* ckpt_path, int max_context, HnEvalModel** m, HnTokenizer** tok);
 
 /* The three forwards run tokens[0..n) at positions pos..pos+n-1: their keys and values
- * enter the cache and each attends to cache positions 0..its own. Cache entries at
+ * enter the cache and each attends to cache positions 0..its own (and to the prefix and
+ * virtual tokens before position 0, when the model has them). Cache entries at
  * positions >= pos are overwritten, so a caller can rewind by passing a smaller pos. Each
  * fails with an error if n < 1, pos < 0, pos + n > maxT, or an id is not below V. They
  * differ in what comes back: */

@@ -51,7 +51,7 @@ YAML
 "$HONE" train "$WORK/peft.yaml" --set train.out="$WORK/full" > /dev/null 2> "$WORK/full.err"
 [ $? -eq 0 ] && ok || bad "peft run failed: $(tail -1 "$WORK/full.err")"
 # 2 layers x (q, v) x (A 4x32 + B 32x4) = 1024 LoRA; biases 2 x (32+96+32+32+128+32) + 32 = 736
-grep -q "peft: 1760 trainable parameters .*lora 1024, dora 0, ia3 0, bitfit 736" "$WORK/full.err" && ok ||
+grep -q "peft: 1760 trainable parameters .*lora 1024, dora 0, ia3 0, bitfit 736, prefix 0" "$WORK/full.err" && ok ||
   bad "trainable counts: $(grep peft: "$WORK/full.err")"
 
 /usr/bin/python3 - "$WORK/full/latest.h5" "$WORK/base.h5" <<'PY' && ok || bad "the add-on checkpoint's layout"
@@ -78,7 +78,7 @@ grep -q "^base .*base.h5 (SHA-256" "$WORK/inspect.txt" && grep -q "layers.1.attn
 "$HONE" train "$WORK/peft.yaml" --set train.out="$WORK/split" --stop-at 4 > /dev/null 2> "$WORK/s1.err" &&
   "$HONE" train "$WORK/peft.yaml" --set train.out="$WORK/split" --resume auto > /dev/null 2> "$WORK/s2.err"
 [ $? -eq 0 ] && ok || bad "split run failed: $(tail -1 "$WORK/s1.err") $(tail -1 "$WORK/s2.err")"
-$EQUAL "$WORK/full/latest.h5" "$WORK/split/latest.h5" && ok || bad "resumed add-ons/optimizer differ from the uninterrupted run"
+$EQUAL "$WORK/full/latest.h5" "$WORK/split/latest.h5" /model /peft /optim && ok || bad "resumed add-ons/optimizer differ from the uninterrupted run"
 extract() { grep -o '"step":[0-9]*,"loss":[^,]*' "$1"; }
 cmp -s <(extract "$WORK/full/metrics.jsonl") <(extract "$WORK/split/metrics.jsonl") && ok || bad "loss curves differ after resume"
 
@@ -92,6 +92,41 @@ awk -v p="$ppl" -v l="$val_loss" 'BEGIN { e = exp(l); d = p - e; if (d < 0) d = 
   ok || bad "eval ppl $ppl != exp(val_loss $val_loss) within 1e-4"
 base_ppl=$("$HONE" eval "$WORK/base.h5" --task ppl --data "$VAL" | grep -o 'ppl[^0-9]*[0-9.]*' | head -1)
 echo "the base alone: $base_ppl"
+
+# issue 7's methods on the same base: a prefix, prompt tuning, Houlsby adapters and LoRA in
+# one model; stopped and resumed bit-exactly; evaluated by the cached inference path (its
+# context capped at 23 = 4 prefix + 3 virtual + 16 positions, so it scores the same 8
+# windows of 16 as the trainer)
+cat > "$WORK/virt.yaml" <<YAML
+model: {from: "$WORK/base.h5"}
+data: {train: "$WORK/shards/train_*.bin", val: "$VAL", batch: 4, seq: 16}
+peft:
+  - prefix: {length: 4, projection: 16}
+  - prompt: {length: 3, init: vocab}
+  - adapter: {kind: houlsby, reduction: 8, activation: swish}
+  - lora: {targets: [attn.o], rank: 2, dropout: 0.1}
+optim: {lr: 1e-2, warmup: 2}
+train: {steps: 6, log_every: 1, eval_every: 3, eval_batches: 16, save_every: 3, threads: 2}
+YAML
+"$HONE" train "$WORK/virt.yaml" --set train.out="$WORK/vfull" > /dev/null 2> "$WORK/v1.err" &&
+  "$HONE" train "$WORK/virt.yaml" --set train.out="$WORK/vsplit" --stop-at 3 > /dev/null 2> "$WORK/v2.err" &&
+  "$HONE" train "$WORK/virt.yaml" --set train.out="$WORK/vsplit" --resume auto > /dev/null 2> "$WORK/v3.err"
+[ $? -eq 0 ] && ok || bad "prefix/prompt/adapter run failed: $(tail -1 "$WORK/v1.err") $(tail -1 "$WORK/v3.err")"
+grep -qE "prefix [1-9][0-9]*, prompt [1-9][0-9]*, adapter [1-9]" "$WORK/v1.err" && ok || bad "trainable counts per method: $(grep peft: "$WORK/v1.err")"
+$EQUAL "$WORK/vfull/latest.h5" "$WORK/vsplit/latest.h5" /peft /optim && ok || bad "prefix/prompt/adapter resume differs"
+vval=$(grep -o '"val_loss":[0-9.eE+-]*' "$WORK/vfull/metrics.jsonl" | tail -1 | cut -d: -f2)
+"$HONE" eval "$WORK/vfull/latest.h5" --task ppl --data "$VAL" --context 23 --json "$WORK/vppl.json" > /dev/null 2> "$WORK/veval.err"
+[ $? -eq 0 ] && ok || bad "eval of the prefix/prompt/adapter checkpoint failed: $(tail -1 "$WORK/veval.err")"
+vppl=$(grep -o '"ppl":[^,}]*' "$WORK/vppl.json" | cut -d: -f2)
+echo "prefix+prompt+adapter+lora: eval ppl $vppl; trainer val_loss $vval -> $(awk -v l="$vval" 'BEGIN{printf "%.6f", exp(l)}')"
+awk -v p="$vppl" -v l="$vval" 'BEGIN { e = exp(l); d = p - e; if (d < 0) d = -d; exit !(p != "" && d <= 1e-4 * e) }' &&
+  ok || bad "eval ppl $vppl != exp(val_loss $vval) within 1e-4"
+expect_fail "prefix + prompt beyond the context" 1 "exceed the model's context" -- \
+  "$HONE" train "$WORK/virt.yaml" --set train.out="$WORK/bad3" --set peft.prefix.length=10 --set peft.prompt.length=10
+expect_fail "adapter reduction not dividing the width" 1 "peft.adapter.reduction 5 must divide channels" -- \
+  "$HONE" train "$WORK/virt.yaml" --set train.out="$WORK/bad4" --set peft.adapter.reduction=5
+expect_fail "prompt and ptuning together" 1 "prompt and ptuning both prepend" -- \
+  "$HONE" train "$WORK/virt.yaml" --set train.out="$WORK/bad5" --set peft.methods=prompt,ptuning
 
 # the base changes: eval and resume refuse the add-ons
 "$HONE" train "$WORK/base.yaml" --set train.seed=7 --set train.out="$WORK/base2" > /dev/null 2>&1
