@@ -164,7 +164,28 @@ static void check_masks(void) {
     hn_model_free(&plain);
 }
 
+/* prompt tuning's "vocab" initialisation: every virtual token starts as some token's
+ * embedding row (PEFT 0.13.2 has no such option to compare with) */
+static void check_vocab_init(void) {
+    HnModel m;
+    build(&m, "model: {layers: 1, channels: 16, heads: 2, vocab: 40, context: 16}",
+          "peft: [{prompt: {length: 5, init: vocab}}]");
+    hn_model_init(&m, 0.2f, 9); /* build() randomised the prompt rows: initialise again */
+    const float* wte = m.params.data + m.params.rows[hn_params_find(&m.params, "tok_embed.weight")].offset;
+    const float* pr = m.params.data + m.params.rows[hn_params_find(&m.params, "prompt.embed")].offset;
+    int found = 0;
+    for (int i = 0; i < 5; i++)
+        for (int v = 0; v < 40; v++)
+            if (memcmp(pr + i * 16, wte + v * 16, 16 * sizeof(float)) == 0) {
+                found++;
+                break;
+            }
+    CHECK(found == 5, "%d of 5 vocabulary-initialised virtual tokens are token rows", found);
+    hn_model_free(&m);
+}
+
 int main(void) {
+    check_vocab_init();
     const char* gpt2 = "model: {layers: 2, channels: 16, heads: 2, vocab: 40, context: 8}";
     const char* llama = "model: {arch: llama, layers: 2, channels: 16, heads: 4, kv_heads: 2, "
                         "ffn: 24, vocab: 40, context: 8}";
