@@ -133,6 +133,17 @@ static const Key KEYS[] = {
         "zero)"),
     KEY(peft, adapter.scaling, KEY_FLOAT, "1", NULL, "the parallel adapter's output scale"),
 
+    KEY(mask, method, KEY_STR, "none", "none|pattern|magnitude|random|fish|child_f",
+        "partial knowledge update: train only some entries — whole rows by mask.patterns, the "
+        "largest |w|, a seeded random set, the largest empirical Fisher information (FISH, Sung "
+        "et al. 2021), or a fresh Bernoulli mask each step (Child-Tuning-F, Xu et al. 2021)"),
+    KEY(mask, density, KEY_FLOAT, "0.01", NULL,
+        "fraction of the eligible entries that train (child_f: the keep probability)"),
+    KEY(mask, patterns, KEY_STRLIST, "\"*\"", NULL,
+        "fnmatch patterns of the rows eligible for training; the other rows are frozen"),
+    KEY(mask, fish_examples, KEY_INT, "64", NULL,
+        "FISH: training windows the Fisher information is averaged over"),
+
     KEY(train, steps, KEY_INT, "100", NULL, "optimizer steps"),
     KEY(train, seed, KEY_INT, "1337", NULL, "seed of the initialisation, shuffling and sampling"),
     KEY(train, device, KEY_STR, "auto", "auto|cpu|cuda",
@@ -163,6 +174,7 @@ static const struct {
     {"data", "the shards and how they are cut into batches"},
     {"optim", "AdamW and its learning-rate schedule"},
     {"peft", "parameter-efficient methods on a frozen base"},
+    {"mask", "partial knowledge updates: which entries of the model train"},
     {"train", "the run: its length, device, output, logging, evaluation and sampling"},
 };
 #define NSECTIONS ((int)(sizeof SECTIONS / sizeof SECTIONS[0]))
@@ -959,6 +971,14 @@ int hn_config_validate(const HnConfig* cfg) {
     NOT_NEGATIVE(cfg->peft.ptuning.hidden, "peft.ptuning.hidden");
     POSITIVE(cfg->peft.adapter.reduction, "peft.adapter.reduction");
     NEED(isfinite(cfg->peft.adapter.scaling), "peft.adapter.scaling must be finite%s", "");
+
+    NEED(cfg->mask.density > 0 && cfg->mask.density <= 1,
+         "mask.density must be in (0, 1], got %g", cfg->mask.density);
+    POSITIVE(cfg->mask.fish_examples, "mask.fish_examples");
+    NEED(strcmp(cfg->mask.method, "none") == 0 || cfg->peft.methods.n == 0,
+         "mask.method %s and peft methods together are not supported: a mask selects entries of "
+         "the model itself",
+         cfg->mask.method);
 
     POSITIVE(cfg->train.steps, "train.steps");
     NOT_NEGATIVE(cfg->optim.warmup, "optim.warmup");

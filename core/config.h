@@ -94,6 +94,12 @@ typedef struct {
         } adapter;
     } peft;
     struct {
+        char method[16];    /* none | pattern | magnitude | random | fish | child_f */
+        float density;      /* fraction of the eligible entries that train */
+        HnStrList patterns; /* rows eligible for training; the others are frozen */
+        int fish_examples;  /* windows FISH's Fisher information is averaged over */
+    } mask;
+    struct {
         int steps;
         int seed;
         char device[16];  /* auto | cpu | cuda */

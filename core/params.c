@@ -35,7 +35,9 @@ int hn_params_add(HnParamTable* t, const char* name, int ndim, const int* shape)
     r->trainable = 1;
     r->decay = 1;
     r->goff = r->offset;
+    r->soff = r->offset;
     t->grad_numel = t->numel;
+    t->state_numel = t->numel;
     return t->n++;
 }
 
@@ -59,14 +61,46 @@ float* hn_params_mirror(const HnParamTable* t) {
 }
 
 void hn_params_layout_grads(HnParamTable* t) {
-    size_t n = 0;
+    size_t n = 0, s = 0;
     for (int i = 0; i < t->n; i++) {
         HnParamRow* r = &t->rows[i];
         if (!r->trainable) continue;
         r->goff = (n + 15) & ~(size_t)15;
         n = r->goff + r->numel;
+        r->soff = (s + 15) & ~(size_t)15;
+        s = r->soff + (r->mask ? r->mask_k : r->numel);
     }
     t->grad_numel = n;
+    t->state_numel = s;
+}
+
+float* hn_params_state_buffer(const HnParamTable* t) {
+    float* p = hn_alloc_floats(t->state_numel);
+    if (!p) hn_error("out of memory: optimizer state of %zu entries", t->state_numel);
+    return p;
+}
+
+int hn_params_set_mask(HnParamTable* t, int i, unsigned* idx, size_t k) {
+    HnParamRow* r = &t->rows[i];
+    for (size_t j = 0; j < k; j++)
+        if (idx[j] >= r->numel || (j && idx[j] <= idx[j - 1])) {
+            free(idx);
+            return hn_error("mask of %s: index %u is out of order or beyond its %zu entries",
+                            r->name, idx[j], r->numel);
+        }
+    free(r->mask);
+    r->mask = NULL;
+    r->mask_k = 0;
+    if (k == 0) {
+        free(idx);
+        r->trainable = 0;
+    } else if (k == r->numel) {
+        free(idx); /* every entry: a plain trainable row */
+    } else {
+        r->mask = idx;
+        r->mask_k = k;
+    }
+    return HN_OK;
 }
 
 float* hn_params_grad_buffer(const HnParamTable* t) {
@@ -95,6 +129,8 @@ size_t hn_params_trainable_numel(const HnParamTable* t) {
 }
 
 void hn_params_free(HnParamTable* t) {
+    for (int i = 0; i < t->n; i++)
+        free(t->rows[i].mask);
     free(t->rows);
     free(t->data);
     memset(t, 0, sizeof *t);

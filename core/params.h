@@ -21,8 +21,13 @@ typedef struct {
     int trainable; /* gets a gradient and optimizer state */
     int decay;     /* AdamW applies weight decay to it */
     int addon;     /* a parameter-efficient add-on (LoRA, IA3, ...): saved under /peft */
-    size_t goff;   /* trainable rows: offset into the gradient-layout buffers (gradients,
-                    * AdamW moments), which hold trainable rows only; see hn_params_layout_grads */
+    size_t goff;   /* trainable rows: offset into the gradient-layout buffer, which holds
+                    * trainable rows only; see hn_params_layout_grads */
+    unsigned* mask; /* a partial update: the sorted indices of the entries that train (NULL:
+                     * all of a trainable row); the row owns it */
+    size_t mask_k;  /* entries in mask */
+    size_t soff;    /* trainable rows: offset into the optimizer-state layout (AdamW moments),
+                     * which holds mask_k floats for a masked row, numel for another */
 } HnParamRow;
 
 typedef struct {
@@ -30,6 +35,7 @@ typedef struct {
     int n, cap;
     size_t numel;      /* floats in all rows together */
     size_t grad_numel; /* floats in the gradient layout (trainable rows only) */
+    size_t state_numel; /* floats in the optimizer-state layout (selected entries only) */
     float* data;       /* one allocation, NULL until hn_params_alloc */
 } HnParamTable;
 
@@ -45,8 +51,13 @@ float* hn_params_mirror(const HnParamTable* t);
  * trainable the gradient layout equals the parameter layout (goff == offset). Call again
  * after changing any row's trainable flag. */
 void hn_params_layout_grads(HnParamTable* t);
-/* a zero-filled buffer of t->grad_numel floats (gradients, AdamW moments) */
+/* a zero-filled buffer of t->grad_numel floats (gradients) */
 float* hn_params_grad_buffer(const HnParamTable* t);
+/* a zero-filled buffer of t->state_numel floats (AdamW moments) */
+float* hn_params_state_buffer(const HnParamTable* t);
+/* give row i a partial-update mask (sorted, distinct indices below numel, taken over: the
+ * row frees it); k = 0 freezes the row. Lay the gradients out again after it. */
+int hn_params_set_mask(HnParamTable* t, int i, unsigned* idx, size_t k);
 /* set trainable = 1 on the rows whose name matches any glob pattern (fnmatch), 0 on the
  * others; returns how many rows matched. The one mechanism behind BitFit ("*.bias") and the
  * frozen base of every parameter-efficient method. Lay the gradients out again after it. */

@@ -25,8 +25,8 @@ static int selected(const HnParamRow* r, HnRowSel sel, size_t* at) {
         return !r->addon && r->trainable;
     case HN_ROWS_ADDON:
         return r->addon;
-    case HN_ROWS_GRAD:
-        *at = r->goff;
+    case HN_ROWS_STATE:
+        *at = r->soff;
         return r->trainable;
     }
     return 0;
@@ -41,10 +41,12 @@ static int write_rows(HnH5* f, const char* group, const HnParamTable* t, const f
         size_t at;
         if (!selected(r, sel, &at)) continue;
         int64_t shape[HN_MAX_DIMS];
+        int ndim = r->ndim;
         for (int d = 0; d < r->ndim; d++)
             shape[d] = r->shape[d];
+        if (sel == HN_ROWS_STATE && r->mask) ndim = 1, shape[0] = (int64_t)r->mask_k;
         snprintf(path, sizeof path, "%s/%s", group, r->name);
-        if (hn_h5_write(f, path, type, base + at, r->ndim, shape) != HN_OK) return HN_ERR;
+        if (hn_h5_write(f, path, type, base + at, ndim, shape) != HN_OK) return HN_ERR;
     }
     return HN_OK;
 }
@@ -91,13 +93,24 @@ static int write_all(HnH5* f, const HnCkptSave* s) {
                    s->base_file ? HN_ROWS_BASE_TRAINABLE : HN_ROWS_BASE, wtype) != HN_OK ||
         write_rows(f, "/peft", s->params, s->params->data, HN_ROWS_ADDON, wtype) != HN_OK)
         return HN_ERR;
-    if (hn_h5_group(f, "/mask") != HN_OK ||
+    if (hn_h5_group(f, "/mask") != HN_OK) return HN_ERR;
+    for (int i = 0; i < s->params->n; i++) {
+        const HnParamRow* r = &s->params->rows[i];
+        if (!r->mask) continue;
+        char path[PATH_LEN];
+        int64_t k = (int64_t)r->mask_k;
+        snprintf(path, sizeof path, "/mask/%s", r->name);
+        if (hn_h5_write(f, path, HN_H5_U32, r->mask, 1, &k) != HN_OK ||
+            hn_h5_attr_f64(f, path, "density", (double)r->mask_k / (double)r->numel) != HN_OK)
+            return HN_ERR;
+    }
+    if (
         hn_h5_group(f, "/optim") != HN_OK || hn_h5_group(f, "/train") != HN_OK)
         return HN_ERR;
     if (s->m && s->v) {
         if (hn_h5_attr_i64(f, "/optim", "t", s->opt_t) != HN_OK ||
-            write_rows(f, "/optim/m", s->params, s->m, HN_ROWS_GRAD, HN_H5_F32) != HN_OK ||
-            write_rows(f, "/optim/v", s->params, s->v, HN_ROWS_GRAD, HN_H5_F32) != HN_OK)
+            write_rows(f, "/optim/m", s->params, s->m, HN_ROWS_STATE, HN_H5_F32) != HN_OK ||
+            write_rows(f, "/optim/v", s->params, s->v, HN_ROWS_STATE, HN_H5_F32) != HN_OK)
             return HN_ERR;
     }
     if (hn_h5_attr_f64(f, "/train", "best_val_loss", s->best_val_loss) != HN_OK) return HN_ERR;
@@ -143,8 +156,8 @@ HnH5* hn_ckpt_open(const char* path, char** config_yaml) {
     return f;
 }
 
-/* one tensor group/name of exactly the row's shape */
-static int read_row(HnH5* f, const char* group, const HnParamRow* r, float* dst) {
+/* one tensor group/name of exactly the row's shape (a masked row's state: mask_k) */
+static int read_row(HnH5* f, const char* group, const HnParamRow* r, float* dst, int state) {
     char path[PATH_LEN];
     snprintf(path, sizeof path, "/%s/%s", group, r->name);
     if (!hn_h5_exists(f, path))
@@ -156,6 +169,13 @@ static int read_row(HnH5* f, const char* group, const HnParamRow* r, float* dst)
     int same = ndim == r->ndim;
     for (int d = 0; same && d < ndim; d++)
         same = shape[d] == r->shape[d];
+    if (state && r->mask) {
+        if (ndim != 1 || shape[0] != (int64_t)r->mask_k)
+            return hn_error("%s: %s holds %lld entries, the row's mask selects %zu",
+                            hn_h5_path(f), path, ndim == 1 ? (long long)shape[0] : -1LL,
+                            r->mask_k);
+        return hn_h5_read(f, path, HN_H5_F32, dst, r->mask_k);
+    }
     if (!same) {
         char want[64], got[64];
         int a = 0, b = 0;
@@ -176,7 +196,35 @@ int hn_ckpt_read_rows(HnH5* f, const char* group, const HnParamTable* t, float* 
         const HnParamRow* r = &t->rows[i];
         size_t at;
         if (!selected(r, sel, &at)) continue;
-        if (read_row(f, group, r, base + at) != HN_OK) return HN_ERR;
+        if (read_row(f, group, r, base + at, sel == HN_ROWS_STATE) != HN_OK) return HN_ERR;
+    }
+    return HN_OK;
+}
+
+int hn_ckpt_same_masks(HnH5* f, const HnParamTable* t) {
+    char path[PATH_LEN];
+    for (int i = 0; i < t->n; i++) {
+        const HnParamRow* r = &t->rows[i];
+        snprintf(path, sizeof path, "/mask/%s", r->name);
+        int has = hn_h5_exists(f, path);
+        if (!r->mask && !has) continue;
+        if (!r->mask || !has)
+            return hn_error("%s: the partial-update mask of %s differs from this run's",
+                            hn_h5_path(f), r->name);
+        int ndim;
+        int64_t shape[8];
+        if (hn_h5_shape(f, path, &ndim, shape) != HN_OK) return HN_ERR;
+        if (ndim != 1 || shape[0] != (int64_t)r->mask_k)
+            return hn_error("%s: the mask of %s selects %lld entries, this run's %zu",
+                            hn_h5_path(f), r->name, (long long)shape[0], r->mask_k);
+        unsigned* idx = malloc(r->mask_k * sizeof(unsigned));
+        if (!idx) return hn_error("out of memory");
+        int rc = hn_h5_read(f, path, HN_H5_U32, idx, r->mask_k);
+        if (rc == HN_OK && memcmp(idx, r->mask, r->mask_k * sizeof(unsigned)) != 0)
+            rc = hn_error("%s: the mask of %s differs from the one this run built", hn_h5_path(f),
+                          r->name);
+        free(idx);
+        if (rc != HN_OK) return HN_ERR;
     }
     return HN_OK;
 }

@@ -9,9 +9,10 @@
  *                the run trained (BitFit's biases, say), the rest comes from the base
  *   /model/<row> base weights by parameter-table row name, f32 or bf16
  *   /peft/<row>  add-on rows of parameter-efficient methods (lora_A, lora_B, dora_m, ia3)
- *   /mask/<row>  partial-update masks (empty until masks exist)
+ *   /mask/<row>  partial-update masks: the sorted u32 indices of the entries that train
+ *                (rows without one train whole, or are frozen)
  *   /optim       attrs: t (steps taken); /optim/m/<row>, /optim/v/<row> AdamW moments of
- *                trainable rows (always f32)
+ *                trainable rows (always f32; a masked row's are 1-D, one per selected entry)
  *   /train       attrs: best_val_loss; datasets rng (u64[4]: the data loader's RNG state at
  *                the start of its current shard), shard_order (i32), cursor (i64[3]: epoch,
  *                shard_pos, window_pos)
@@ -68,7 +69,8 @@ HnH5* hn_ckpt_open(const char* path, char** config_yaml);
 /* which rows of a table a read or write takes, and where they lie in the buffer */
 typedef enum {
     HN_ROWS_BASE = 0,           /* rows that are not add-ons, at their offset */
-    HN_ROWS_GRAD = 1,           /* trainable rows, at their gradient-layout goff */
+    HN_ROWS_STATE = 1,          /* trainable rows in the optimizer-state layout (soff): a
+                                 * masked row as its mask_k selected entries, 1-D */
     HN_ROWS_ADDON = 2,          /* add-on rows (/peft), at their offset */
     HN_ROWS_BASE_TRAINABLE = 3, /* trainable rows that are not add-ons, at their offset */
 } HnRowSel;
@@ -83,6 +85,9 @@ int hn_ckpt_read_tensor(HnH5* f, const char* name, float* dst, size_t numel);
 /* the same from /<group>/<name> */
 int hn_ckpt_read_group_tensor(HnH5* f, const char* group, const char* name, float* dst,
                               size_t numel);
+/* the checkpoint's /mask rows equal the masks of t's rows (HN_OK), or an error naming the
+ * first row that differs */
+int hn_ckpt_same_masks(HnH5* f, const HnParamTable* t);
 /* the base a frozen-base checkpoint was trained on: malloc'd strings (caller frees), both
  * NULL when the checkpoint holds its whole model */
 int hn_ckpt_base_ref(HnH5* f, char** file, char** sha256);

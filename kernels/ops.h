@@ -154,6 +154,19 @@ double hn_crossentropy_forward(float* logits, float* losses, const int* targets,
  * t is the 1-based step count. If zero_grad, g is set to 0 afterwards (saves a pass). */
 void hn_adamw_update(float* p, float* g, float* m, float* v, size_t n, float lr, float beta1,
                      float beta2, float eps, float wd, float grad_scale, int t, int zero_grad);
+/* AdamW on the entries idx[0..k) of p and g only, with moments m, v of k floats (a partial
+ * update's state); the other entries, and their gradients, are not touched */
+void hn_adamw_update_masked(float* p, const float* g, float* m, float* v, const unsigned* idx,
+                            size_t k, float lr, float beta1, float beta2, float eps, float wd,
+                            float grad_scale, int t);
+/* AdamW on the entries with keep[i] set, their gradient scaled by grad_scale (Child-Tuning-F:
+ * 1/p times the clipping factor); the other entries and their moments are not touched;
+ * every gradient entry is zeroed */
+void hn_adamw_update_keep(float* p, float* g, float* m, float* v, const unsigned char* keep,
+                          size_t n, float lr, float beta1, float beta2, float eps, float wd,
+                          float grad_scale, int t);
+/* sum of g[idx[i]]^2, in double, independent of the thread count */
+double hn_sum_squares_indexed(const float* g, const unsigned* idx, size_t k);
 
 /* sum of squares in double, by a fixed blocking that does not depend on the thread count */
 double hn_sum_squares(const float* x, size_t n);

@@ -203,6 +203,31 @@ size_t hn_model_layout_activations(HnActivations* act, const HnModelConfig* c, i
     return used;
 }
 
+/* a frozen base trains nothing below its lowest trainable row: the backward stops there */
+static void set_grad_floor(HnModel* m) {
+    m->grad_floor = m->cfg.L;
+    for (int i = 0; i < m->params.n; i++) {
+        const HnParamRow* r = &m->params.rows[i];
+        int layer;
+        if (!r->trainable) continue;
+        if (sscanf(r->name, "layers.%d.", &layer) == 1) {
+            if (layer < m->grad_floor) m->grad_floor = layer;
+        } else if (strncmp(r->name, "final_norm.", 11) != 0 && strcmp(r->name, "lm_head.weight")) {
+            m->grad_floor = 0; /* embeddings, prefix, prompt: every layer */
+        }
+    }
+}
+
+int hn_model_relayout_grads(HnModel* m) {
+    hn_params_layout_grads(&m->params);
+    free(m->grads);
+    if (!(m->grads = hn_params_grad_buffer(&m->params))) return HN_ERR;
+    bind_tensors(&m->g, &m->params, m->grads, m->cfg.L, !m->cfg.untied, 1);
+    m->peft.grads = m->grads;
+    set_grad_floor(m);
+    return HN_OK;
+}
+
 int hn_model_create(HnModel* m, const HnModelConfig* cfg, int maxB, int maxT) {
     HnPeft none;
     memset(&none, 0, sizeof none);
@@ -224,18 +249,7 @@ int hn_model_create_peft(HnModel* m, const HnModelConfig* cfg, HnPeft* peft, int
         return HN_ERR;
     if (hn_params_alloc(&m->params) != HN_OK) return HN_ERR;
     if (!(m->grads = hn_params_grad_buffer(&m->params))) return HN_ERR;
-    /* a frozen base trains nothing below its lowest add-on: the backward stops there */
-    m->grad_floor = c->L;
-    for (int i = 0; i < m->params.n; i++) {
-        const HnParamRow* r = &m->params.rows[i];
-        int layer;
-        if (!r->trainable) continue;
-        if (sscanf(r->name, "layers.%d.", &layer) == 1) {
-            if (layer < m->grad_floor) m->grad_floor = layer;
-        } else if (strncmp(r->name, "final_norm.", 11) != 0 && strcmp(r->name, "lm_head.weight")) {
-            m->grad_floor = 0; /* embeddings, prefix, prompt: every layer */
-        }
-    }
+    set_grad_floor(m);
     m->w.layers = calloc((size_t)c->L, sizeof(HnLayerTensors));
     m->g.layers = calloc((size_t)c->L, sizeof(HnLayerTensors));
     m->act.layer = calloc((size_t)c->L, sizeof(HnLayerActs));

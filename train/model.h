@@ -144,6 +144,9 @@ int hn_model_create(HnModel* m, const HnModelConfig* cfg, int maxB, int maxT);
  * add-ons point into *m: a created model is not moved (copied by value) afterwards. */
 int hn_model_create_peft(HnModel* m, const HnModelConfig* cfg, HnPeft* peft, int maxB, int maxT);
 void hn_model_free(HnModel* m);
+/* after rows' trainable flags or masks changed: lay the gradients out again (a new, zeroed
+ * buffer) and point m->g at it */
+int hn_model_relayout_grads(HnModel* m);
 /* initialisation: normal(0, std) weights, residual projections scaled by 1/sqrt(2L)
  * (Radford et al. 2019), zero biases, unit norm gains; then the add-ons as PEFT initialises
  * them (hn_peft_init); deterministic in seed */

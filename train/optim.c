@@ -3,22 +3,33 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/error.h"
 #include "kernels/ops.h"
+#include "train/mask.h"
 
 int hn_optim_create(HnOptimizer* o, const HnOptimConfig* cfg, const HnParamTable* t) {
     o->cfg = *cfg;
     o->t = 0;
-    o->m = hn_params_grad_buffer(t);
-    o->v = hn_params_grad_buffer(t);
+    o->m = hn_params_state_buffer(t);
+    o->v = hn_params_state_buffer(t);
+    o->keep = NULL;
+    if (cfg->child_p > 0) {
+        size_t widest = 0;
+        for (int i = 0; i < t->n; i++)
+            if (t->rows[i].trainable && t->rows[i].numel > widest) widest = t->rows[i].numel;
+        if (!(o->keep = malloc(widest ? widest : 1))) return hn_error("out of memory");
+    }
     return (o->m && o->v) ? HN_OK : HN_ERR;
 }
 
 void hn_optim_free(HnOptimizer* o) {
     free(o->m);
     free(o->v);
+    free(o->keep);
     o->m = o->v = NULL;
+    o->keep = NULL;
 }
 
 float hn_optim_lr(const HnOptimConfig* c, int step) {
@@ -35,8 +46,13 @@ float hn_optim_lr(const HnOptimConfig* c, int step) {
 
 double hn_optim_grad_norm(const HnParamTable* t, const float* grads) {
     double ss = 0.0;
-    for (int i = 0; i < t->n; i++)
-        if (t->rows[i].trainable) ss += hn_sum_squares(grads + t->rows[i].goff, t->rows[i].numel);
+    for (int i = 0; i < t->n; i++) {
+        const HnParamRow* r = &t->rows[i];
+        if (!r->trainable) continue;
+        /* a partial update clips by the gradient it applies */
+        ss += r->mask ? hn_sum_squares_indexed(grads + r->goff, r->mask, r->mask_k)
+                      : hn_sum_squares(grads + r->goff, r->numel);
+    }
     return sqrt(ss);
 }
 
@@ -60,9 +76,26 @@ float hn_optim_step(HnOptimizer* o, HnParamTable* t, float* grads, double grad_n
     for (int i = 0; i < t->n; i++) {
         const HnParamRow* r = &t->rows[i];
         if (!r->trainable) continue;
-        size_t g = r->goff;
-        hn_adamw_update(t->data + r->offset, grads + g, o->m + g, o->v + g, r->numel, lr, c->beta1,
-                        c->beta2, c->eps, r->decay ? c->weight_decay : 0.0f, scale, o->t, 1);
+        size_t g = r->goff, s = r->soff;
+        float wd = r->decay ? c->weight_decay : 0.0f;
+        if (c->child_p > 0) {
+            /* Child-Tuning-F: this step's Bernoulli(p) draw, the kept gradients scaled by
+             * 1/p (so the masked gradient is unbiased) */
+            uint64_t seed = c->child_seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)o->t) ^
+                            (0xbf58476d1ce4e5b9ULL * (uint64_t)(i + 1));
+            hn_mask_bernoulli(o->keep, r->numel, c->child_p, seed);
+            hn_adamw_update_keep(t->data + r->offset, grads + g, o->m + s, o->v + s, o->keep,
+                                 r->numel, lr, c->beta1, c->beta2, c->eps, wd,
+                                 scale / c->child_p, o->t);
+        } else if (r->mask) {
+            /* a partial update: the other entries never move, not even by weight decay */
+            hn_adamw_update_masked(t->data + r->offset, grads + g, o->m + s, o->v + s, r->mask,
+                                   r->mask_k, lr, c->beta1, c->beta2, c->eps, wd, scale, o->t);
+            memset(grads + g, 0, r->numel * sizeof(float));
+        } else {
+            hn_adamw_update(t->data + r->offset, grads + g, o->m + s, o->v + s, r->numel, lr,
+                            c->beta1, c->beta2, c->eps, wd, scale, o->t, 1);
+        }
     }
     return lr;
 }

@@ -1,11 +1,14 @@
 /*
  * The optimizer: AdamW over the trainable rows of a parameter table, with a learning-rate
  * schedule (linear warm-up, then cosine / linear decay or constant) and global-norm
- * gradient clipping. Gradients and moments use the table's gradient layout (trainable rows
- * only, hn_params_layout_grads); frozen rows have no place there and are never touched.
+ * gradient clipping. Gradients use the table's gradient layout (trainable rows only), the
+ * moments its state layout (a masked row's selected entries only; hn_params_layout_grads);
+ * frozen rows and masked-out entries are never touched, weight decay included.
  */
 #ifndef HONE_OPTIM_H
 #define HONE_OPTIM_H
+
+#include <stdint.h>
 
 #include "core/params.h"
 
@@ -15,13 +18,17 @@ typedef struct {
     float lr, beta1, beta2, eps, weight_decay, clip, min_lr_ratio;
     int warmup, steps;
     HnSchedule schedule;
+    float child_p;       /* Child-Tuning-F: keep each gradient entry with this probability
+                          * and scale it by 1/p, a fresh draw each step (0 = off) */
+    uint64_t child_seed; /* its draws: a function of this seed, the step and the row */
 } HnOptimConfig;
 
 typedef struct {
     HnOptimConfig cfg;
-    float* m; /* first moments, in the gradient layout */
-    float* v; /* second moments, in the gradient layout */
+    float* m; /* first moments, in the optimizer-state layout (hn_params_layout_grads) */
+    float* v; /* second moments, likewise */
     int t;    /* optimizer steps taken */
+    unsigned char* keep; /* Child-Tuning-F's draw for the largest row */
 } HnOptimizer;
 
 int hn_optim_create(HnOptimizer* o, const HnOptimConfig* cfg, const HnParamTable* t);

@@ -40,6 +40,7 @@
 #include "kernels/cuda/ops_cuda.h"
 #include "train/model_cuda.h"
 #endif
+#include "train/mask.h"
 #include "train/model.h"
 #include "train/optim.h"
 
@@ -403,8 +404,9 @@ static int resume(Run* r, const char* path) {
         rc = hn_ckpt_read_rows(f, "model", t, t->data,
                                r->base_ref ? HN_ROWS_BASE_TRAINABLE : HN_ROWS_BASE);
     if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "peft", t, t->data, HN_ROWS_ADDON);
-    if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "optim/m", t, r->opt.m, HN_ROWS_GRAD);
-    if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "optim/v", t, r->opt.v, HN_ROWS_GRAD);
+    if (rc == HN_OK) rc = hn_ckpt_same_masks(f, t);
+    if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "optim/m", t, r->opt.m, HN_ROWS_STATE);
+    if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "optim/v", t, r->opt.v, HN_ROWS_STATE);
     if (rc == HN_OK) rc = hn_ckpt_cursor(f, &cur, &order, &best);
     if (rc == HN_OK)
         rc = hn_loader_set_cursor(&r->train, cur.epoch, cur.shard_pos, cur.window_pos,
@@ -533,6 +535,28 @@ static int run_setup_with(Run* r, HnH5** base) {
         r->base_ref = r->model.peft.active;
         if (r->base_ref && hn_ckpt_model_sha256(*base, r->base_sha) != HN_OK) return HN_ERR;
     }
+    if (hn_mask_method(cfg->mask.method) != HN_MASK_NONE) {
+        /* the partial update's masks, built on the starting weights (FISH reads single
+         * training windows in file order through a loader of its own) */
+        HnLoader fl;
+        memset(&fl, 0, sizeof fl);
+        int fish = hn_mask_method(cfg->mask.method) == HN_MASK_FISH;
+        if (fish && hn_loader_open(&fl, cfg->data.train, 1, T, V, 0, 0) != HN_OK) return HN_ERR;
+        int rc = hn_mask_build(&r->model, cfg, &fl, (uint64_t)cfg->train.seed);
+        if (fish) hn_loader_close(&fl);
+        if (rc != HN_OK) return HN_ERR;
+        size_t k = 0, rows = 0;
+        for (int i = 0; i < t->n; i++) {
+            if (!t->rows[i].trainable) continue;
+            rows++;
+            k += t->rows[i].mask ? t->rows[i].mask_k : t->rows[i].numel;
+        }
+        fprintf(stderr, "mask: %s, %zu entries of %zu rows train (%.4f%% of the model)%s\n",
+                cfg->mask.method, k, rows, 100.0 * (double)k / (double)t->numel,
+                hn_mask_method(cfg->mask.method) == HN_MASK_CHILD_F
+                    ? ", a fresh draw of each step's share"
+                    : "");
+    }
     const char* patterns[HN_MAX_LIST];
     for (int i = 0; i < cfg->optim.no_decay.n; i++)
         patterns[i] = cfg->optim.no_decay.item[i];
@@ -546,7 +570,11 @@ static int run_setup_with(Run* r, HnH5** base) {
                         .min_lr_ratio = cfg->optim.min_lr_ratio,
                         .warmup = cfg->optim.warmup,
                         .steps = cfg->train.steps,
-                        .schedule = schedule_of(cfg->optim.schedule)};
+                        .schedule = schedule_of(cfg->optim.schedule),
+                        .child_p = hn_mask_method(cfg->mask.method) == HN_MASK_CHILD_F
+                                       ? cfg->mask.density
+                                       : 0.0f,
+                        .child_seed = (uint64_t)cfg->train.seed * 0x2545f4914f6cdd1dULL};
     if (hn_optim_create(&r->opt, &oc, &r->model.params) != HN_OK) return HN_ERR;
     r->have_val = cfg->data.val[0] != '\0';
     if (r->have_val && hn_loader_open(&r->val, cfg->data.val, 1, T, V, 0, 0) != HN_OK)
@@ -643,6 +671,13 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
 #ifdef HONE_HAVE_CUDA
     if (strcmp(user_cfg->train.device, "auto") == 0) use_gpu = hn_cuda_device_count() > 0;
 #endif
+    if (use_gpu && strcmp(user_cfg->mask.method, "none") != 0) {
+        if (strcmp(user_cfg->train.device, "cuda") == 0)
+            return hn_error("partial-update masks run on the CPU backend only for now — use "
+                            "train.device: cpu");
+        fprintf(stderr, "masks run on the CPU backend only for now: training on the CPU\n");
+        use_gpu = 0;
+    }
     if (use_gpu && user_cfg->peft.methods.n > 0) {
         if (strcmp(user_cfg->train.device, "cuda") == 0)
             return hn_error("peft methods run on the CPU backend only for now — use "

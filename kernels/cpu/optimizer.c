@@ -27,6 +27,68 @@ void hn_adamw_update(float* p, float* g, float* m, float* v, size_t n, float lr,
     }
 }
 
+void hn_adamw_update_masked(float* p, const float* g, float* m, float* v, const unsigned* idx,
+                            size_t k, float lr, float beta1, float beta2, float eps, float wd,
+                            float grad_scale, int t) {
+    const float step = (float)(lr / (1.0 - pow(beta1, t)));
+    const float rbc2 = (float)(1.0 / sqrt(1.0 - pow(beta2, t)));
+    const float decay = 1.0f - lr * wd;
+    const float a1 = 1.0f - beta1, a2 = 1.0f - beta2;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < k; i++) {
+        const size_t j = idx[i];
+        const float gi = g[j] * grad_scale;
+        const float mi = fmaf(beta1, m[i], a1 * gi);
+        const float vi = fmaf(beta2, v[i], a2 * gi * gi);
+        m[i] = mi;
+        v[i] = vi;
+        p[j] = p[j] * decay - step * mi / (sqrtf(vi) * rbc2 + eps);
+    }
+}
+
+void hn_adamw_update_keep(float* p, float* g, float* m, float* v, const unsigned char* keep,
+                          size_t n, float lr, float beta1, float beta2, float eps, float wd,
+                          float grad_scale, int t) {
+    const float step = (float)(lr / (1.0 - pow(beta1, t)));
+    const float rbc2 = (float)(1.0 / sqrt(1.0 - pow(beta2, t)));
+    const float decay = 1.0f - lr * wd;
+    const float a1 = 1.0f - beta1, a2 = 1.0f - beta2;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        if (keep[i]) {
+            const float gi = g[i] * grad_scale;
+            const float mi = fmaf(beta1, m[i], a1 * gi);
+            const float vi = fmaf(beta2, v[i], a2 * gi * gi);
+            m[i] = mi;
+            v[i] = vi;
+            p[i] = p[i] * decay - step * mi / (sqrtf(vi) * rbc2 + eps);
+        }
+        g[i] = 0.0f;
+    }
+}
+
+double hn_sum_squares_indexed(const float* g, const unsigned* idx, size_t k) {
+    /* blocks of SQ_BLOCK indices summed by one thread each, block sums in order */
+    enum { BLOCK = 4096 };
+    size_t nblocks = (k + BLOCK - 1) / BLOCK;
+    double total = 0.0;
+    for (size_t b0 = 0; b0 < nblocks; b0 += 1024) {
+        size_t nb = nblocks - b0 < 1024 ? nblocks - b0 : 1024;
+        double part[1024];
+#pragma omp parallel for schedule(static)
+        for (size_t b = 0; b < nb; b++) {
+            size_t i0 = (b0 + b) * BLOCK, i1 = i0 + BLOCK < k ? i0 + BLOCK : k;
+            double s = 0.0;
+            for (size_t i = i0; i < i1; i++)
+                s += (double)g[idx[i]] * g[idx[i]];
+            part[b] = s;
+        }
+        for (size_t b = 0; b < nb; b++)
+            total += part[b];
+    }
+    return total;
+}
+
 /* floats per block: a block is summed by one thread, in lanes of doubles, and the block sums
  * are added in index order, so the result does not depend on the thread count */
 #define SQ_BLOCK 4096
