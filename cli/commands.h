@@ -15,5 +15,7 @@ int hn_cmd_generate(int argc, char** argv);
 int hn_cmd_inspect(int argc, char** argv);
 /* hone import SRC -o OUT.h5 */
 int hn_cmd_import(int argc, char** argv);
+/* hone mask build|inspect ... */
+int hn_cmd_mask(int argc, char** argv);
 
 #endif

@@ -196,6 +196,7 @@ static const char* MAIN_HELP =
     "  generate  continue a prompt with a checkpoint\n"
     "  import    turn a GGUF model into a hone checkpoint\n"
     "  inspect   summarise a checkpoint, GGUF or safetensors file\n"
+    "  mask      build or inspect partial-update masks\n"
     "\n"
     "`hone <command> --help` describes each command. `hone --version` prints the version.\n";
 
@@ -216,6 +217,7 @@ int main(int argc, char** argv) {
     if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2);
     if (strcmp(cmd, "prepare") == 0) return cmd_prepare(argc - 2, argv + 2);
     if (strcmp(cmd, "inspect") == 0) return hn_cmd_inspect(argc - 2, argv + 2);
+    if (strcmp(cmd, "mask") == 0) return hn_cmd_mask(argc - 2, argv + 2);
     if (strcmp(cmd, "import") == 0) return hn_cmd_import(argc - 2, argv + 2);
     if (strcmp(cmd, "eval") == 0) return hn_cmd_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "generate") == 0) return hn_cmd_generate(argc - 2, argv + 2);

@@ -146,6 +146,7 @@ typedef struct {
     int64_t ntokens; /* training tokens consumed */
     double best_val; /* NAN until a validation */
     char* config_text;
+    int no_folder;     /* set up the model only (hone mask build): no run folder */
     char base_sha[65]; /* model.from with a frozen base: the hash of its weights */
     int base_ref;      /* checkpoints hold only what the run trains and name the base */
     int on_gpu; /* steps and evaluations run on the device model; the host model gets its
@@ -585,7 +586,7 @@ static int run_setup_with(Run* r, HnH5** base) {
     if (!r->tokens || !r->targets) return hn_error("out of memory");
     r->best_val = NAN;
     if (!(r->config_text = config_to_text(cfg))) return hn_error("cannot render the config");
-    return hn_mkdirs(cfg->train.out);
+    return r->no_folder ? HN_OK : hn_mkdirs(cfg->train.out);
 }
 
 static int run_setup(Run* r, const HnConfig* user_cfg) {
@@ -650,6 +651,54 @@ static int train_step(Run* r, double* loss_out, double* norm_out, float* lr_out)
     r->step++;
     r->ntokens += (int64_t)(per_micro * accum);
     return HN_OK;
+}
+
+int hn_train_build_masks(const HnConfig* user_cfg, const char* out) {
+    if (hn_config_validate(user_cfg) != HN_OK) return HN_ERR;
+    if (strcmp(user_cfg->mask.method, "none") == 0)
+        return hn_error("mask.method is none: set the mask section (see hone train --help-config)");
+    int threads = user_cfg->train.threads > 0 ? user_cfg->train.threads : omp_get_num_procs();
+    omp_set_num_threads(threads);
+    Run run;
+    memset(&run, 0, sizeof run);
+    run.no_folder = 1;
+    int rc = run_setup(&run, user_cfg);
+    HnH5* f = rc == HN_OK ? hn_h5_create(out, run.cfg.train.deflate) : NULL;
+    if (rc == HN_OK && !f) rc = HN_ERR;
+    if (rc == HN_OK)
+        rc = hn_h5_attr_str(f, "/", "format", "hone-mask") != HN_OK ||
+                     hn_h5_attr_str(f, "/", "config", run.config_text) != HN_OK ||
+                     hn_h5_group(f, "/mask") != HN_OK
+                 ? HN_ERR
+                 : HN_OK;
+    const HnParamTable* t = &run.model.params;
+    for (int i = 0; rc == HN_OK && i < t->n; i++) {
+        const HnParamRow* r = &t->rows[i];
+        char path[HN_NAME_MAX + 8];
+        snprintf(path, sizeof path, "/mask/%s", r->name);
+        /* as a checkpoint stores them: rows that train in part (whole rows and frozen ones
+         * have no mask) */
+        if (!r->mask) continue;
+        int64_t n = (int64_t)r->mask_k;
+        if (hn_h5_write(f, path, HN_H5_U32, r->mask, 1, &n) != HN_OK ||
+            hn_h5_attr_f64(f, path, "density", (double)r->mask_k / (double)r->numel) != HN_OK)
+            rc = HN_ERR;
+    }
+    if (rc == HN_OK) {
+        size_t whole = 0, frozen = 0, part = 0;
+        for (int i = 0; i < t->n; i++)
+            if (!t->rows[i].trainable)
+                frozen++;
+            else if (t->rows[i].mask)
+                part++;
+            else
+                whole++;
+        fprintf(stderr, "mask: %zu rows train in part, %zu whole, %zu are frozen\n", part, whole,
+                frozen);
+    }
+    if (f) rc = rc == HN_OK ? hn_h5_commit(f) : (hn_h5_abort(f), HN_ERR);
+    run_free(&run);
+    return rc;
 }
 
 int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult* result) {

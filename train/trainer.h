@@ -21,4 +21,10 @@ typedef struct {
 
 int hn_train(const HnConfig* cfg, const HnTrainOptions* opts, HnTrainResult* result);
 
+/* hone mask build: set the run up as hn_train would (model, base, data) and write the masks
+ * its mask section selects to out as a checkpoint stores them: /mask/<row> (u32 indices,
+ * attribute density) for every row that trains in part; root attributes format="hone-mask"
+ * and config */
+int hn_train_build_masks(const HnConfig* cfg, const char* out);
+
 #endif
