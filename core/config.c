@@ -133,16 +133,19 @@ static const Key KEYS[] = {
         "zero)"),
     KEY(peft, adapter.scaling, KEY_FLOAT, "1", NULL, "the parallel adapter's output scale"),
 
-    KEY(mask, method, KEY_STR, "none", "none|pattern|magnitude|random|fish|child_f",
+    KEY(mask, method, KEY_STR, "none", "none|pattern|magnitude|random|fish|child_f|lt_sft",
         "partial knowledge update: train only some entries — whole rows by mask.patterns, the "
         "largest |w|, a seeded random set, the largest empirical Fisher information (FISH, Sung "
-        "et al. 2021), or a fresh Bernoulli mask each step (Child-Tuning-F, Xu et al. 2021)"),
+        "et al. 2021), a fresh Bernoulli mask each step (Child-Tuning-F, Xu et al. 2021), or the "
+        "entries a dense fine-tune changed most, reset to the start (LT-SFT, Ansell et al. 2022)"),
     KEY(mask, density, KEY_FLOAT, "0.01", NULL,
         "fraction of the eligible entries that train (child_f: the keep probability)"),
     KEY(mask, patterns, KEY_STRLIST, "\"*\"", NULL,
         "fnmatch patterns of the rows eligible for training; the other rows are frozen"),
     KEY(mask, fish_examples, KEY_INT, "64", NULL,
         "FISH: training windows the Fisher information is averaged over"),
+    KEY(mask, lt_sft_steps, KEY_INT, "20", NULL,
+        "LT-SFT: optimizer steps of the dense fine-tune whose largest changes pick the entries"),
 
     KEY(train, steps, KEY_INT, "100", NULL, "optimizer steps"),
     KEY(train, seed, KEY_INT, "1337", NULL, "seed of the initialisation, shuffling and sampling"),
@@ -975,6 +978,7 @@ int hn_config_validate(const HnConfig* cfg) {
     NEED(cfg->mask.density > 0 && cfg->mask.density <= 1,
          "mask.density must be in (0, 1], got %g", cfg->mask.density);
     POSITIVE(cfg->mask.fish_examples, "mask.fish_examples");
+    POSITIVE(cfg->mask.lt_sft_steps, "mask.lt_sft_steps");
     NEED(strcmp(cfg->mask.method, "none") == 0 || cfg->peft.methods.n == 0,
          "mask.method %s and peft methods together are not supported: a mask selects entries of "
          "the model itself",

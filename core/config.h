@@ -94,10 +94,11 @@ typedef struct {
         } adapter;
     } peft;
     struct {
-        char method[16];    /* none | pattern | magnitude | random | fish | child_f */
+        char method[16];    /* none | pattern | magnitude | random | fish | child_f | lt_sft */
         float density;      /* fraction of the eligible entries that train */
         HnStrList patterns; /* rows eligible for training; the others are frozen */
         int fish_examples;  /* windows FISH's Fisher information is averaged over */
+        int lt_sft_steps;   /* LT-SFT: steps of the dense fine-tune that picks the entries */
     } mask;
     struct {
         int steps;

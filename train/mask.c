@@ -9,11 +9,12 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "kernels/ops.h"
+#include "train/optim.h"
 
 HnMaskMethod hn_mask_method(const char* name) {
-    static const char* const names[] = {"none", "pattern", "magnitude", "random", "fish",
-                                        "child_f"};
-    for (int i = 0; i < 6; i++)
+    static const char* const names[] = {"none", "pattern", "magnitude", "random",
+                                        "fish", "child_f",   "lt_sft"};
+    for (int i = 0; i < 7; i++)
         if (strcmp(name, names[i]) == 0) return (HnMaskMethod)i;
     return HN_MASK_NONE;
 }
@@ -150,6 +151,54 @@ static int fish_scores(HnModel* m, HnLoader* loader, int n, float* fisher) {
     return rc;
 }
 
+/* LT-SFT's first phase: a dense fine-tune of the eligible rows; scores = |change|; the
+ * weights are put back */
+static int lt_sft_scores(HnModel* m, const HnConfig* cfg, HnLoader* loader, float* scores) {
+    HnParamTable* t = &m->params;
+    float* start = malloc(t->numel * sizeof(float));
+    int B = loader->B, T = loader->T;
+    int* tokens = malloc((size_t)B * T * sizeof(int));
+    int* targets = malloc((size_t)B * T * sizeof(int));
+    HnOptimConfig oc = {.lr = cfg->optim.lr,
+                        .beta1 = cfg->optim.betas[0],
+                        .beta2 = cfg->optim.betas[1],
+                        .eps = cfg->optim.eps,
+                        .weight_decay = cfg->optim.weight_decay,
+                        .clip = cfg->optim.clip,
+                        .min_lr_ratio = 1.0f,
+                        .warmup = 0,
+                        .steps = cfg->mask.lt_sft_steps,
+                        .schedule = HN_SCHED_CONSTANT};
+    HnOptimizer o;
+    memset(&o, 0, sizeof o);
+    int rc = start && tokens && targets ? hn_optim_create(&o, &oc, t) : hn_error("out of memory");
+    if (rc == HN_OK) memcpy(start, t->data, t->numel * sizeof(float));
+    for (int s = 0; rc == HN_OK && s < cfg->mask.lt_sft_steps; s++) {
+        if ((rc = hn_loader_next(loader, tokens, targets)) != HN_OK) break;
+        int counted = 0;
+        for (int i = 0; i < B * T; i++)
+            counted += targets[i] != HN_IGNORE;
+        hn_model_forward(m, tokens, targets, B, T, counted ? 1.0f / (float)counted : 0.0f);
+        hn_model_backward(m);
+        hn_optim_step(&o, t, m->grads, hn_optim_grad_norm(t, m->grads));
+    }
+    if (rc == HN_OK) {
+        for (int i = 0; i < t->n; i++) {
+            const HnParamRow* r = &t->rows[i];
+            if (!r->trainable) continue;
+            for (size_t j = 0; j < r->numel; j++)
+                scores[r->goff + j] = fabsf(t->data[r->offset + j] - start[r->offset + j]);
+        }
+        memcpy(t->data, start, t->numel * sizeof(float)); /* back to the start */
+    }
+    hn_model_zero_grad(m);
+    hn_optim_free(&o);
+    free(start);
+    free(tokens);
+    free(targets);
+    return rc;
+}
+
 int hn_mask_build(HnModel* m, const HnConfig* cfg, HnLoader* loader, uint64_t seed) {
     HnMaskMethod method = hn_mask_method(cfg->mask.method);
     if (method == HN_MASK_NONE) return HN_OK;
@@ -180,6 +229,8 @@ int hn_mask_build(HnModel* m, const HnConfig* cfg, HnLoader* loader, uint64_t se
             for (size_t j = 0; j < r->numel; j++)
                 scores[r->goff + j] = hn_rng_uniform(&rng);
         }
+    } else if (method == HN_MASK_LT_SFT) {
+        rc = lt_sft_scores(m, cfg, loader, scores);
     } else {
         rc = fish_scores(m, loader, cfg->mask.fish_examples, scores);
     }

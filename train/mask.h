@@ -10,6 +10,8 @@
  *               gradient over mask.fish_examples windows (Sung et al. 2021)
  *   child_f     no fixed mask: each step keeps every gradient entry with probability p and
  *               scales it by 1/p (Child-Tuning-F, Xu et al. 2021); dense optimizer state
+ *   lt_sft      a dense fine-tune of mask.lt_sft_steps steps, the k entries it changed most,
+ *               then the weights reset to where they started (Ansell et al. 2022)
  * k = round(density x the eligible entries), chosen globally across rows (ties by position).
  */
 #ifndef HONE_MASK_H
@@ -27,14 +29,16 @@ typedef enum {
     HN_MASK_MAGNITUDE,
     HN_MASK_RANDOM,
     HN_MASK_FISH,
-    HN_MASK_CHILD_F
+    HN_MASK_CHILD_F,
+    HN_MASK_LT_SFT
 } HnMaskMethod;
 
 HnMaskMethod hn_mask_method(const char* name);
 
 /* Build cfg->mask's masks on m (its current weights; FISH reads the first fish_examples
- * windows of loader, which must give one window per call: B = 1) and lay its gradients out
- * again. For child_f only the eligible rows are selected. HN_OK or HN_ERR. */
+ * windows of loader, which must give one window per call: B = 1; LT-SFT trains on
+ * loader's batches, then puts the weights back) and lay its gradients out again. For
+ * child_f only the eligible rows are selected. HN_OK or HN_ERR. */
 int hn_mask_build(HnModel* m, const HnConfig* cfg, HnLoader* loader, uint64_t seed);
 
 /* keep the k = round(density x eligible) largest scores (in m's gradient layout) */

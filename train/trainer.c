@@ -537,12 +537,17 @@ static int run_setup_with(Run* r, HnH5** base) {
         if (r->base_ref && hn_ckpt_model_sha256(*base, r->base_sha) != HN_OK) return HN_ERR;
     }
     if (hn_mask_method(cfg->mask.method) != HN_MASK_NONE) {
-        /* the partial update's masks, built on the starting weights (FISH reads single
-         * training windows in file order through a loader of its own) */
+        /* the partial update's masks, built on the starting weights (FISH and LT-SFT read
+         * the training data through a loader of their own) */
         HnLoader fl;
         memset(&fl, 0, sizeof fl);
-        int fish = hn_mask_method(cfg->mask.method) == HN_MASK_FISH;
-        if (fish && hn_loader_open(&fl, cfg->data.train, 1, T, V, 0, 0) != HN_OK) return HN_ERR;
+        HnMaskMethod mm = hn_mask_method(cfg->mask.method);
+        int fish = mm == HN_MASK_FISH || mm == HN_MASK_LT_SFT;
+        /* FISH: single windows in file order; LT-SFT: the run's batches, its own order */
+        if (fish && hn_loader_open(&fl, cfg->data.train, mm == HN_MASK_FISH ? 1 : B, T, V,
+                                   mm == HN_MASK_LT_SFT && cfg->data.shuffle,
+                                   (uint64_t)cfg->train.seed ^ 0x5bd1e995ULL) != HN_OK)
+            return HN_ERR;
         int rc = hn_mask_build(&r->model, cfg, &fl, (uint64_t)cfg->train.seed);
         if (fish) hn_loader_close(&fl);
         if (rc != HN_OK) return HN_ERR;

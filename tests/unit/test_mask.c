@@ -6,7 +6,8 @@
  *   - magnitude selects the k largest |w| (checked against a full sort), random is a
  *     function of the seed, FISH selects exactly the entries a brute-force per-example
  *     Fisher (each window's gradient computed on its own, squared, averaged, fully sorted)
- *     ranks highest;
+ *     ranks highest; LT-SFT selects the k largest changes of its dense phase (the same
+ *     phase redone by hand) and leaves the weights where they started;
  *   - Child-Tuning-F's masked gradient is unbiased: the mean of keep * g / p over D seeded
  *     draws is within 6 standard deviations (sqrt((1 - p) / (p D)) |g|) of g for every
  *     entry; after one step about p of the entries moved and no other did.
@@ -86,7 +87,8 @@ static void model(HnModel* m, HnConfig* cfg, const char* mask_yaml) {
 static void build(HnModel* m, const HnConfig* cfg) {
     HnLoader fl;
     memset(&fl, 0, sizeof fl);
-    if (hn_loader_open(&fl, shards, 1, T, 257, 0, 0) != HN_OK) die();
+    int lt = hn_mask_method(cfg->mask.method) == HN_MASK_LT_SFT;
+    if (hn_loader_open(&fl, shards, lt ? B : 1, T, 257, 0, 0) != HN_OK) die();
     if (hn_mask_build(m, cfg, &fl, 77) != HN_OK) die();
     hn_loader_close(&fl);
 }
@@ -275,6 +277,51 @@ static void check_magnitude_random_pattern(void) {
     hn_model_free(&m);
 }
 
+/* LT-SFT: the dense phase's k largest changes, the weights back where they started */
+static void check_lt_sft(void) {
+    HnModel m, d;
+    HnConfig cfg;
+    model(&m, &cfg, "mask: {method: lt_sft, density: 0.02, lt_sft_steps: 5}\n"
+                    "optim: {lr: 1e-2, weight_decay: 0}");
+    float* start = malloc(m.params.numel * sizeof(float));
+    memcpy(start, m.params.data, m.params.numel * sizeof(float));
+    build(&m, &cfg);
+    CHECK(memcmp(start, m.params.data, m.params.numel * sizeof(float)) == 0,
+          "LT-SFT did not reset the weights after its dense phase");
+    size_t k = (size_t)llround(0.02 * (double)m.params.numel);
+    CHECK(selected(&m.params) == k, "lt_sft selected %zu, wanted %zu", selected(&m.params), k);
+    /* the dense phase again, by hand: 5 AdamW steps on the same batches */
+    model(&d, &cfg, "mask: {method: none}\noptim: {lr: 1e-2, weight_decay: 0}");
+    HnOptimConfig oc = {.lr = 1e-2f, .beta1 = cfg.optim.betas[0], .beta2 = cfg.optim.betas[1],
+                        .eps = cfg.optim.eps, .weight_decay = 0, .clip = cfg.optim.clip,
+                        .min_lr_ratio = 1, .steps = 5, .schedule = HN_SCHED_CONSTANT};
+    HnOptimizer o;
+    if (hn_optim_create(&o, &oc, &d.params) != HN_OK) die();
+    HnLoader ld;
+    if (hn_loader_open(&ld, shards, B, T, 257, 0, 0) != HN_OK) die();
+    int tok[B * T], tgt[B * T];
+    for (int s = 0; s < 5; s++) {
+        if (hn_loader_next(&ld, tok, tgt) != HN_OK) die();
+        int counted = 0;
+        for (int i = 0; i < B * T; i++)
+            counted += tgt[i] != HN_IGNORE;
+        hn_model_forward(&d, tok, tgt, B, T, 1.0f / (float)counted);
+        hn_model_backward(&d);
+        hn_optim_step(&o, &d.params, d.grads, hn_optim_grad_norm(&d.params, d.grads));
+    }
+    hn_loader_close(&ld);
+    double* change = malloc(d.params.numel * sizeof(double));
+    for (size_t i = 0; i < d.params.numel; i++)
+        change[i] = fabsf(d.params.data[i] - start[i]);
+    check_top_k("lt_sft", &m, change, k);
+    train_and_check("lt_sft", &m, 0);
+    hn_optim_free(&o);
+    free(change);
+    free(start);
+    hn_model_free(&m);
+    hn_model_free(&d);
+}
+
 static void check_child_f(void) {
     enum { N = 2000, D = 2000 };
     const float p = 0.3f;
@@ -310,6 +357,7 @@ int main(void) {
     make_shards();
     check_magnitude_random_pattern();
     check_fish();
+    check_lt_sft();
     check_child_f();
     return hn_test_finish("test_mask");
 }
