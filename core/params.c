@@ -84,9 +84,10 @@ int hn_params_set_mask(HnParamTable* t, int i, unsigned* idx, size_t k) {
     HnParamRow* r = &t->rows[i];
     for (size_t j = 0; j < k; j++)
         if (idx[j] >= r->numel || (j && idx[j] <= idx[j - 1])) {
+            hn_error("mask of %s: index %u is out of order or beyond its %zu entries", r->name,
+                     idx[j], r->numel);
             free(idx);
-            return hn_error("mask of %s: index %u is out of order or beyond its %zu entries",
-                            r->name, idx[j], r->numel);
+            return HN_ERR;
         }
     free(r->mask);
     r->mask = NULL;
