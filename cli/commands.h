@@ -17,5 +17,9 @@ int hn_cmd_inspect(int argc, char** argv);
 int hn_cmd_import(int argc, char** argv);
 /* hone mask build|inspect ... */
 int hn_cmd_mask(int argc, char** argv);
+/* hone export CKPT --format delta --base BASE -o OUT.h5 */
+int hn_cmd_export(int argc, char** argv);
+/* hone apply BASE DELTA... -o OUT.h5 */
+int hn_cmd_apply(int argc, char** argv);
 
 #endif

@@ -111,7 +111,23 @@ static const char* PREPARE_HELP =
     "  --merges FILE        GPT-2's vocab.bpe (with --tokenizer gpt2)\n"
     "  --val FRACTION       validation share, 0 to 0.5 (default 0.05)\n"
     "  --shard-tokens N     tokens per shard (default 100000000)\n"
-    "  --seed S             seed of the validation choice (default 1337)\n";
+    "  --seed S             seed of the validation choice (default 1337)\n"
+    "\n"
+    "Instruction data: hone prepare --instruct DATA.jsonl... -o DIR [--template T] [--skip-bad]\n"
+    "Each line is {\"prompt\": ..., \"response\": ...} or {\"messages\": [{\"role\":\n"
+    "\"system|user|assistant\", \"content\": ...}, ...]}; the loss counts the assistant turns'\n"
+    "tokens and their end token only (DIR/NAME.mask beside each shard). Examples are split\n"
+    "into validation whole.\n"
+    "  --instruct           the inputs are JSONL instruction examples\n"
+    "  --template T         chatml, llama2 or plain (default: recognised from the tokenizer's\n"
+    "                       chat template; plain when it has none, as byte and gpt2)\n"
+    "  --skip-bad           leave malformed lines out (reported with their line numbers)\n"
+    "                       instead of failing\n";
+
+static void prepare_warn(void* ctx, const char* msg) {
+    (void)ctx;
+    fprintf(stderr, "hone: warning: %s (skipped)\n", msg);
+}
 
 static int parse_number(const char* s, double* out) {
     char* end;
@@ -135,7 +151,7 @@ static int cmd_prepare(int argc, char** argv) {
         int takes_value = !strcmp(a, "-o") || !strcmp(a, "--out") || !strcmp(a, "--tokenizer") ||
                           !strcmp(a, "--encoder") || !strcmp(a, "--merges") ||
                           !strcmp(a, "--val") || !strcmp(a, "--shard-tokens") ||
-                          !strcmp(a, "--seed");
+                          !strcmp(a, "--seed") || !strcmp(a, "--template");
         if (takes_value && i + 1 >= argc) {
             free(inputs);
             return usage_error("prepare", "%s needs a value", a);
@@ -148,6 +164,12 @@ static int cmd_prepare(int argc, char** argv) {
             opt.encoder = argv[++i];
         else if (!strcmp(a, "--merges"))
             opt.merges = argv[++i];
+        else if (!strcmp(a, "--template"))
+            opt.chat_template = argv[++i];
+        else if (!strcmp(a, "--instruct"))
+            opt.instruct = 1;
+        else if (!strcmp(a, "--skip-bad"))
+            opt.skip_bad = 1;
         else if (takes_value) {
             const char* v = argv[++i];
             if (!parse_number(v, &x) || x < 0) {
@@ -171,12 +193,25 @@ static int cmd_prepare(int argc, char** argv) {
         free(inputs);
         return usage_error("prepare", "%s", "prepare needs text files and -o DIR");
     }
+    if (!opt.instruct && (opt.chat_template || opt.skip_bad)) {
+        free(inputs);
+        return usage_error("prepare", "%s", "--template and --skip-bad go with --instruct");
+    }
+    opt.warn = prepare_warn;
     opt.inputs = inputs;
     opt.ninputs = n;
     HnPrepareStats st;
     int rc = hn_prepare(&opt, &st);
     free(inputs);
     if (rc != HN_OK) return fail();
+    if (opt.instruct) {
+        printf("prepared %d examples (template %s, %d malformed line(s) skipped): %zu train "
+               "tokens (%zu counted) in %d shard(s), %zu validation tokens (%zu counted) in %d "
+               "shard(s) -> %s\n",
+               st.documents, st.chat_template, st.skipped, st.train_tokens, st.train_targets,
+               st.train_shards, st.val_tokens, st.val_targets, st.val_shards, opt.out_dir);
+        return 0;
+    }
     printf("prepared %d documents: %zu train tokens in %d shard(s), %zu validation tokens in %d "
            "shard(s) -> %s\n",
            st.documents, st.train_tokens, st.train_shards, st.val_tokens, st.val_shards,
@@ -197,6 +232,8 @@ static const char* MAIN_HELP =
     "  import    turn a GGUF model into a hone checkpoint\n"
     "  inspect   summarise a checkpoint, GGUF or safetensors file\n"
     "  mask      build or inspect partial-update masks\n"
+    "  export    write a checkpoint as a sparse delta against its base\n"
+    "  apply     rebuild a checkpoint from a base and sparse deltas\n"
     "\n"
     "`hone <command> --help` describes each command. `hone --version` prints the version.\n";
 
@@ -218,6 +255,8 @@ int main(int argc, char** argv) {
     if (strcmp(cmd, "prepare") == 0) return cmd_prepare(argc - 2, argv + 2);
     if (strcmp(cmd, "inspect") == 0) return hn_cmd_inspect(argc - 2, argv + 2);
     if (strcmp(cmd, "mask") == 0) return hn_cmd_mask(argc - 2, argv + 2);
+    if (strcmp(cmd, "export") == 0) return hn_cmd_export(argc - 2, argv + 2);
+    if (strcmp(cmd, "apply") == 0) return hn_cmd_apply(argc - 2, argv + 2);
     if (strcmp(cmd, "import") == 0) return hn_cmd_import(argc - 2, argv + 2);
     if (strcmp(cmd, "eval") == 0) return hn_cmd_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "generate") == 0) return hn_cmd_generate(argc - 2, argv + 2);

@@ -1,6 +1,7 @@
 /* Token shards (llm.c's format) and the batch loader; see dataset.h. */
 #include "data/dataset.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "kernels/ops.h"
 
 int hn_shard_write(const char* path, const int* ids, size_t n) {
     int version = 1;
@@ -58,6 +60,80 @@ int hn_shard_write(const char* path, const int* ids, size_t n) {
     return HN_OK;
 }
 
+int hn_mask_path(char* out, size_t cap, const char* shard_path) {
+    size_t n = strlen(shard_path);
+    int k = n >= 4 && strcmp(shard_path + n - 4, ".bin") == 0
+                ? snprintf(out, cap, "%.*s.mask", (int)(n - 4), shard_path)
+                : snprintf(out, cap, "%s.mask", shard_path);
+    return k >= 0 && (size_t)k < cap ? HN_OK : hn_error("path too long: %s", shard_path);
+}
+
+int hn_mask_write(const char* path, const unsigned char* mask, size_t n) {
+    if (n > (size_t)INT32_MAX) return hn_error("%s: %zu tokens do not fit in one mask", path, n);
+    for (size_t i = 0; i < n; i++)
+        if (mask[i] > 1) return hn_error("internal: mask byte %d written to %s", mask[i], path);
+    int32_t header[HN_SHARD_HEADER_INTS] = {HN_MASK_MAGIC, HN_MASK_VERSION, (int32_t)n};
+    size_t tmp_len = strlen(path) + 5;
+    char* tmp = malloc(tmp_len);
+    if (!tmp) return hn_error("out of memory");
+    snprintf(tmp, tmp_len, "%s.tmp", path);
+    FILE* f = fopen(tmp, "wb");
+    if (!f) {
+        hn_error("cannot write %s", tmp);
+        free(tmp);
+        return HN_ERR;
+    }
+    int ok = fwrite(header, sizeof header, 1, f) == 1 && (n == 0 || fwrite(mask, 1, n, f) == n);
+    ok = (fflush(f) == 0) && ok;
+    ok = (fsync(fileno(f)) == 0) && ok;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        free(tmp);
+        return hn_error("cannot write %s (disk full?)", path);
+    }
+    free(tmp);
+    return HN_OK;
+}
+
+/* map the shard's .mask if there is one and check it against the shard */
+static int mask_open(HnShard* s) {
+    char path[4096];
+    if (hn_mask_path(path, sizeof path, s->path) != HN_OK) return HN_ERR;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        if (errno == ENOENT) return HN_OK;
+        return hn_error("cannot open loss mask %s: %s", path, strerror(errno));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (size_t)st.st_size < HN_SHARD_HEADER_INTS * 4) {
+        close(fd);
+        return hn_error("%s: too small to be a loss mask (no 1024-byte header)", path);
+    }
+    s->mask_map_size = (size_t)st.st_size;
+    void* map = mmap(NULL, s->mask_map_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return hn_error("cannot map %s", path);
+    s->mask_map = map;
+    int32_t h[3];
+    memcpy(h, s->mask_map, sizeof h);
+    if (h[0] != HN_MASK_MAGIC) return hn_error("%s: not a loss mask (bad magic %d)", path, h[0]);
+    if (h[1] != HN_MASK_VERSION)
+        return hn_error("%s: unsupported loss mask version %d (1 is known)", path, h[1]);
+    if (h[2] < 0 || (size_t)h[2] != s->ntok)
+        return hn_error("%s: holds %d mask bytes but its shard %s has %zu tokens — stale mask?",
+                        path, h[2], s->path, s->ntok);
+    if (s->mask_map_size != HN_SHARD_HEADER_INTS * 4 + s->ntok)
+        return hn_error("%s: header says %zu bytes but the file has %zu — truncated?", path,
+                        s->ntok, s->mask_map_size - HN_SHARD_HEADER_INTS * 4);
+    s->mask = s->mask_map + HN_SHARD_HEADER_INTS * 4;
+    for (size_t i = 0; i < s->ntok; i++)
+        if (s->mask[i] > 1)
+            return hn_error("%s: mask byte %d at position %zu (only 0 and 1 are valid)", path,
+                            s->mask[i], i);
+    return HN_OK;
+}
+
 static int shard_open(HnShard* s, const char* path) {
     memset(s, 0, sizeof *s);
     s->path = strdup(path);
@@ -88,11 +164,12 @@ static int shard_open(HnShard* s, const char* path) {
         return hn_error(
             "%s: header says %zu tokens (%zu bytes) but the file has %zu bytes — truncated?", path,
             s->ntok, want, s->map_size);
-    return HN_OK;
+    return mask_open(s);
 }
 
 static void shard_close(HnShard* s) {
     if (s->map) munmap((void*)s->map, s->map_size);
+    if (s->mask_map) munmap((void*)s->mask_map, s->mask_map_size);
     free(s->path);
     memset(s, 0, sizeof *s);
 }
@@ -224,7 +301,8 @@ int hn_loader_next(HnLoader* ld, int* tokens, int* targets) {
                     "%s: token %d at position %zu is out of range for a vocabulary of %d", s->path,
                     id, start + (size_t)t, ld->vocab);
             if (t < T) tokens[b * T + t] = id;
-            if (t > 0) targets[b * T + t - 1] = id;
+            if (t > 0)
+                targets[b * T + t - 1] = s->mask && !s->mask[start + (size_t)t] ? HN_IGNORE : id;
         }
     }
     return HN_OK;

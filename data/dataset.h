@@ -7,6 +7,15 @@
  * shard (inputs are the first T, targets the last T); windows never cross a shard's end.
  * The training loader visits every window once per epoch, in an order shuffled by seed
  * (shard order, then windows within a shard); the validation loader reads in file order.
+ *
+ * Loss masks (instruction data, `hone prepare --instruct`): beside a shard NAME.bin may lie
+ * NAME.mask: the same 1024-byte header convention (256 int32: magic HN_MASK_MAGIC, version
+ * 1, token count equal to the shard's, the rest zero) then one byte per token of the shard:
+ * 1 if predicting that token counts in the loss, 0 if not. The loader gives a target
+ * HN_IGNORE (kernels/ops.h) where the mask byte of the target token is 0, so the trainer's
+ * mean runs over the counted targets of the step. A shard without a .mask counts every
+ * target. Examples are not isolated inside a window: a window may span several examples
+ * (attention sees the earlier ones; only the mask decides what is scored).
  */
 #ifndef HONE_DATASET_H
 #define HONE_DATASET_H
@@ -23,8 +32,20 @@
  * to path.tmp and renamed, so a failed write never leaves a half shard behind */
 int hn_shard_write(const char* path, const int* ids, size_t n);
 
+#define HN_MASK_MAGIC 20240521
+#define HN_MASK_VERSION 1
+
+/* write a loss mask (bytes 0/1, one per token) as path, through path.tmp as shards are */
+int hn_mask_write(const char* path, const unsigned char* mask, size_t n);
+/* the mask path of a shard path: NAME.bin -> NAME.mask, anything else gets .mask appended
+ * (snprintf-style; HN_ERR if it does not fit) */
+int hn_mask_path(char* out, size_t cap, const char* shard_path);
+
 typedef struct {
     char* path;
+    const unsigned char* mask; /* NULL, or ntok bytes of the shard's .mask (mapped) */
+    const unsigned char* mask_map;
+    size_t mask_map_size;
     const unsigned char* map; /* the whole file, mapped read-only */
     size_t map_size;
     size_t ntok;

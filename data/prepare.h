@@ -4,6 +4,13 @@
  * GPT-2 was trained. The validation split takes whole documents (chosen by seed) when
  * there are several, or the tail of the only one. meta.json records the tokenizer, so
  * `hone train` can find the vocabulary and decode samples without being told again.
+ *
+ * With instruct set the inputs are JSONL files of instruction examples (data/instruct.h):
+ * each non-blank line is one example and one document; the validation split takes whole
+ * examples (none when there is only one). Beside each shard NAME.bin goes its loss mask
+ * NAME.mask (data/dataset.h); meta.json adds "instruct": true, the template and the counts.
+ * A malformed line is an error naming FILE:LINE, or with skip_bad is reported through warn
+ * and left out. A plain prepare removes the .mask of every shard it writes.
  */
 #ifndef HONE_PREPARE_H
 #define HONE_PREPARE_H
@@ -20,11 +27,20 @@ typedef struct {
     double val_fraction;   /* in [0, 0.5] */
     size_t shard_tokens;   /* tokens per shard */
     unsigned long long seed;
+    int instruct;               /* inputs are JSONL instruction examples */
+    const char* chat_template;  /* instruct: chatml, llama2, plain, or NULL to recognise */
+    int skip_bad;               /* instruct: skip malformed lines instead of failing */
+    void (*warn)(void* ctx, const char* msg); /* skipped lines are reported here (or not) */
+    void* warn_ctx;
 } HnPrepareOptions;
 
 typedef struct {
     size_t train_tokens, val_tokens;
     int train_shards, val_shards, documents;
+    /* instruct only */
+    int skipped;                         /* malformed lines left out (skip_bad) */
+    size_t train_targets, val_targets;   /* tokens whose mask byte is 1 */
+    char chat_template[16];              /* the template used */
 } HnPrepareStats;
 
 int hn_prepare(const HnPrepareOptions* opt, HnPrepareStats* stats);

@@ -218,9 +218,15 @@ static double evaluate(Run* r, HnLoader* val, int B, int T, int batches, int* to
         double loss_sum;
         if (model_forward(r, tokens, targets, rows, T, 0.0f, &loss_sum) != HN_OK) return NAN;
         sum += loss_sum;
-        *counted += (size_t)rows * T;
+        for (int i = 0; i < rows * T; i++) /* loss-masked (instruction) data counts less */
+            *counted += targets[i] != HN_IGNORE;
     }
-    return *counted ? sum / (double)*counted : NAN;
+    if (!*counted) {
+        hn_error("the validation batches hold no counted target (their loss mask is all 0): "
+                 "give more validation data or raise train.eval_batches");
+        return NAN;
+    }
+    return sum / (double)*counted;
 }
 
 /* the keys a resumed run may change: how long, how it reports, evaluates and saves */
@@ -630,7 +636,9 @@ static int train_step(Run* r, double* loss_out, double* norm_out, float* lr_out)
     for (size_t i = 0; i < per_micro * accum; i++)
         counted += r->targets[i] != HN_IGNORE;
     double loss_sum = 0.0;
-    float scale = counted ? 1.0f / (float)counted : 0.0f;
+    /* a step whose targets are all masked still needs the (zero) gradient: scale 0 would
+     * mean "no gradient" to the forward */
+    float scale = counted ? 1.0f / (float)counted : 1.0f;
     for (int k = 0; k < accum; k++) {
         double micro_sum;
         /* LoRA dropout's masks: a function of the seed, the step and the micro-batch, so a
