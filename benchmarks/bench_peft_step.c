@@ -16,13 +16,25 @@
  *   ia3       IA3 on its default sites (gpt2: attn.qkv output, mlp.down input)
  *   bitfit    BitFit: only the biases train
  *   dora      DoRA (LoRA r=8 alpha=16 with a learned magnitude) on attn.qkv
+ *   prefix       prefix tuning, 16 virtual key/value positions per layer
+ *   prefix_proj  the same made by PEFT's projection MLP of width 512 while training
+ *   prompt       prompt tuning, 16 virtual tokens prepended (T + 16 positions per sequence)
+ *   ptuning      P-tuning, 16 virtual tokens from an MLP prompt encoder of width 768
+ *   houlsby      Houlsby adapters after attention and the MLP (reduction 16, swish)
+ *   pfeiffer     Pfeiffer adapters after the MLP (reduction 16, relu)
+ *   parallel     parallel adapters beside the MLP (reduction 2, relu, scaling 4)
+ *
+ * --seq counts real tokens: prompt tuning and P-tuning add their virtual positions to it and
+ * a prefix adds keys; "T" in the output is the real tokens, "positions" what the model ran
+ * over per sequence, "prefix" the prefix's keys.
  *
  * LoRA's B starts at zero in PEFT's initialisation; it is set to small random values here so
  * the add-on's path is the one a model in mid-training takes (no work is skipped by zeros
  * anywhere, but the loss and gradients then look like a trained adapter's).
  *
- * usage: bench_peft_step --method full|lora|lora_all|ia3|bitfit|dora [--threads N]
- *                        [--steps S] [--batch B] [--seq T]
+ * usage: bench_peft_step --method full|lora|lora_all|ia3|bitfit|dora|prefix|prefix_proj|
+ *                                 prompt|ptuning|houlsby|pfeiffer|parallel
+ *                        [--threads N] [--steps S] [--batch B] [--seq T]
  */
 #include <cblas.h>
 #include <omp.h>
@@ -39,7 +51,9 @@
 #include "train/optim.h"
 #include "train/peft/peft.h"
 
-static const char* const METHODS[] = {"full", "lora", "lora_all", "ia3", "bitfit", "dora"};
+static const char* const METHODS[] = {"full",    "lora",     "lora_all",    "ia3",    "bitfit",
+                                      "dora",    "prefix",   "prefix_proj", "prompt", "ptuning",
+                                      "houlsby", "pfeiffer", "parallel"};
 #define NMETHODS ((int)(sizeof METHODS / sizeof METHODS[0]))
 
 /* the GEMMs of one base linear, as kernels/cpu/matmul.c issues them: out = inp W^T;
@@ -58,8 +72,8 @@ static void linear_gemms(float* out, const float* inp, const float* w, float* di
 /* the base model's GEMMs of one step on the model's own buffers: every forward and input
  * gradient, and the weight gradients of trainable weights only (the add-ons' own small
  * GEMMs are left out): the floor of a step on this base through this BLAS */
-static void base_gemm_step(HnModel* m, int B, int T) {
-    int C = m->cfg.C, N = B * T;
+static void base_gemm_step(HnModel* m) {
+    int C = m->cfg.C, N = m->B * m->T; /* the last forward's positions, virtual ones included */
     for (int l = 0; l < m->cfg.L; l++) {
         HnLayerActs* a = &m->act.layer[l];
         const HnLayerTensors* w = &m->w.layers[l];
@@ -74,8 +88,9 @@ static void base_gemm_step(HnModel* m, int B, int T) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: bench_peft_step --method full|lora|lora_all|ia3|bitfit|dora "
-                    "[--threads N] [--steps S] [--batch B] [--seq T]\n");
+    fprintf(stderr, "usage: bench_peft_step --method full|lora|lora_all|ia3|bitfit|dora|prefix|"
+                    "prefix_proj|prompt|ptuning|houlsby|pfeiffer|parallel [--threads N] "
+                    "[--steps S] [--batch B] [--seq T]\n");
 }
 
 /* the peft section's settings of a method, as --set assignments */
@@ -90,12 +105,34 @@ static int set_method(HnConfig* cfg, const char* method) {
     static const char* const dora[] = {"peft.methods=lora",   "peft.lora.rank=8",
                                        "peft.lora.alpha=16",  "peft.lora.targets=attn.qkv",
                                        "peft.lora.dora=true", NULL};
+    static const char* const prefix[] = {"peft.methods=prefix", "peft.prefix.length=16", NULL};
+    static const char* const prefix_proj[] = {"peft.methods=prefix", "peft.prefix.length=16",
+                                              "peft.prefix.projection=512", NULL};
+    static const char* const prompt[] = {"peft.methods=prompt", "peft.prompt.length=16", NULL};
+    static const char* const ptuning[] = {"peft.methods=ptuning", "peft.ptuning.length=16",
+                                          "peft.ptuning.hidden=768", NULL};
+    static const char* const houlsby[] = {"peft.methods=adapter", "peft.adapter.kind=houlsby",
+                                          "peft.adapter.reduction=16",
+                                          "peft.adapter.activation=swish", NULL};
+    static const char* const pfeiffer[] = {"peft.methods=adapter", "peft.adapter.kind=pfeiffer",
+                                           "peft.adapter.reduction=16",
+                                           "peft.adapter.activation=relu", NULL};
+    static const char* const parallel[] = {
+        "peft.methods=adapter",         "peft.adapter.kind=parallel", "peft.adapter.reduction=2",
+        "peft.adapter.activation=relu", "peft.adapter.scaling=4",     NULL};
     const char* const* set = NULL;
     if (!strcmp(method, "lora")) set = lora;
     if (!strcmp(method, "lora_all")) set = lora_all;
     if (!strcmp(method, "ia3")) set = ia3;
     if (!strcmp(method, "bitfit")) set = bitfit;
     if (!strcmp(method, "dora")) set = dora;
+    if (!strcmp(method, "prefix")) set = prefix;
+    if (!strcmp(method, "prefix_proj")) set = prefix_proj;
+    if (!strcmp(method, "prompt")) set = prompt;
+    if (!strcmp(method, "ptuning")) set = ptuning;
+    if (!strcmp(method, "houlsby")) set = houlsby;
+    if (!strcmp(method, "pfeiffer")) set = pfeiffer;
+    if (!strcmp(method, "parallel")) set = parallel;
     for (int i = 0; set && set[i]; i++)
         if (hn_config_set(cfg, set[i]) != HN_OK) return HN_ERR;
     return HN_OK;
@@ -227,15 +264,16 @@ int main(int argc, char** argv) {
     }
     for (int s = -warmup; s < steps; s++) {
         double t0 = now_ms();
-        base_gemm_step(&m, B, T);
+        base_gemm_step(&m);
         if (s >= 0) gemm_ms[s] = now_ms() - t0;
     }
     double gemm_med = median(gemm_ms, steps);
     free(gemm_ms);
     printf("{\"impl\":\"hone\",\"method\":\"%s\",\"threads\":%d,\"B\":%d,\"T\":%d,"
-           "\"trainable_params\":%zu,\"total_params\":%zu,\"grad_floats\":%zu,\"all_ms\":[",
-           method, threads, B, T, hn_params_trainable_numel(&m.params), m.params.numel,
-           m.params.grad_numel);
+           "\"positions\":%d,\"prefix\":%d,\"trainable_params\":%zu,\"total_params\":%zu,"
+           "\"grad_floats\":%zu,\"all_ms\":[",
+           method, threads, B, T, m.T, hn_peft_prefix_length(&m.peft),
+           hn_params_trainable_numel(&m.params), m.params.numel, m.params.grad_numel);
     for (int s = 0; s < steps; s++)
         printf("%s%.1f", s ? "," : "", ms[s]);
     /* median() sorts, so the list is printed first */
@@ -245,9 +283,9 @@ int main(int argc, char** argv) {
     double step_med = median(ms, steps);
     printf("],\"median_ms\":%.1f,\"min_ms\":%.1f,\"forward_ms\":%.1f,\"backward_ms\":%.1f,"
            "\"optim_ms\":%.1f,\"gemm_floor_ms\":%.1f,\"ratio_to_floor\":%.3f,\"peak_rss_mb\":%.0f,"
-           "\"loss\":%.4f}\n",
+           "\"tokens_per_s\":%.0f,\"loss\":%.4f}\n",
            step_med, step_min, median(fwd, steps), median(bwd, steps), median(upd, steps), gemm_med,
-           step_med / gemm_med, peak_mb, loss);
+           step_med / gemm_med, peak_mb, 1e3 * B * T / step_med, loss);
     free(ms), free(tokens), free(targets);
     hn_optim_free(&opt);
     hn_model_free(&m);

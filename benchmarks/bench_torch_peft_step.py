@@ -4,7 +4,10 @@ The PyTorch CPU baseline for hone's parameter-efficient step benchmark: one trai
 GPT-2 124M (forward, cross-entropy, backward, AdamW step, zero_grad) in fp32 on random weights
 and random tokens, with transformers' GPT2LMHeadModel built from GPT2Config() (124M, eager
 attention, dropout 0), either fully fine-tuned or with PEFT's LoRA r=8 alpha=16 on c_attn
-(get_peft_model, LoraConfig(target_modules=["c_attn"], fan_in_fan_out=True)). One method per
+(get_peft_model, LoraConfig(target_modules=["c_attn"], fan_in_fan_out=True)), or PEFT's prefix
+tuning (PrefixTuningConfig(num_virtual_tokens=16): 16 past keys/values per layer, no projection)
+or prompt tuning (PromptTuningConfig(num_virtual_tokens=16, random init): 16 virtual tokens
+prepended, whose logits the loss leaves out), both task_type CAUSAL_LM. One method per
 process, so the peak RSS is that method's. Prints one JSON line:
   {"impl":"pytorch","method":...,"torch":...,"transformers":...,"peft":...,"threads":N,
    "trainable_params":...,"total_params":...,"median_ms":...,"all_ms":[...],"peak_rss_mb":...}
@@ -29,7 +32,7 @@ import time
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    ap.add_argument("--method", choices=("full", "lora"), required=True)
+    ap.add_argument("--method", choices=("full", "lora", "prefix", "prompt"), required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5, help="timed steps (after 2 warm-up steps)")
     ap.add_argument("--batch", type=int, default=4)
@@ -49,11 +52,14 @@ try:
     import transformers
     from transformers import GPT2Config, GPT2LMHeadModel
     import peft
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, get_peft_model
 except ImportError as e:
     print(f"bench_torch_peft_step: cannot import ({e}); needs python3-torch, transformers, peft",
           file=sys.stderr)
     sys.exit(3)
+
+
+VIRTUAL = 16  # prefix / prompt tuning's virtual tokens
 
 
 def build(method):
@@ -65,6 +71,12 @@ def build(method):
         no_decay = [p for p in model.parameters() if p.dim() < 2]
         groups = [{"params": decay, "weight_decay": 0.1},
                   {"params": no_decay, "weight_decay": 0.0}]
+    elif method in ("prefix", "prompt"):
+        conf = (PrefixTuningConfig if method == "prefix" else PromptTuningConfig)(
+            task_type="CAUSAL_LM", num_virtual_tokens=VIRTUAL)
+        model = get_peft_model(model, conf)
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad],
+                   "weight_decay": 0.0}]
     else:
         model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
                                                  target_modules=["c_attn"], fan_in_fan_out=True))
@@ -92,7 +104,9 @@ def main():
 
     def step():
         logits = model(input_ids=tokens).logits
-        loss = F.cross_entropy(logits.view(-1, V), targets.view(-1))
+        if args.method == "prompt":  # the virtual tokens' positions come first
+            logits = logits[:, VIRTUAL:]
+        loss = F.cross_entropy(logits.reshape(-1, V), targets.view(-1))
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -110,20 +124,24 @@ def main():
     print(json.dumps({
         "impl": "pytorch",
         "method": args.method,
-        "model": "transformers GPT2LMHeadModel" + (" + peft LoRA c_attn" if args.method == "lora"
-                                                   else ""),
+        "model": "transformers GPT2LMHeadModel" + {
+            "full": "", "lora": " + peft LoRA c_attn", "prefix": " + peft prefix tuning 16",
+            "prompt": " + peft prompt tuning 16"}[args.method],
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "peft": peft.__version__,
         "threads": args.threads,
         "B": args.batch,
         "T": args.seq,
+        "positions": args.seq + (VIRTUAL if args.method == "prompt" else 0),
+        "prefix": VIRTUAL if args.method == "prefix" else 0,
         "trainable_params": trainable,
         "total_params": total,
         "median_ms": round(statistics.median(times), 1),
         "min_ms": round(min(times), 1),
         "all_ms": [round(t, 1) for t in times],
         "peak_rss_mb": round(peak_kb / 1024.0),
+        "tokens_per_s": round(1000.0 * args.batch * args.seq / statistics.median(times)),
         "loss": round(loss_box[0], 4),
     }))
 
