@@ -578,20 +578,6 @@ static void attention(HnEvalModel* m, const float* q, int q_stride, const float*
 
 /* ---- bottleneck adapters ---- */
 
-static float adapter_act(HnEvalActivation k, float z) {
-    switch (k) {
-    case HN_EVAL_ACT_RELU:
-        return z > 0.0f ? z : 0.0f;
-    case HN_EVAL_ACT_SWISH:
-        return z / (1.0f + expf(-z));
-    case HN_EVAL_ACT_GELU: /* exact (erf) */
-        return 0.5f * z * (1.0f + erff(z * 0.70710678f));
-    case HN_EVAL_ACT_TANH:
-        return tanhf(z);
-    }
-    return z;
-}
-
 /* floats of one adapter: down.weight (R, C), down.bias (R), up.weight (C, R), up.bias (C) */
 static size_t adapter_floats(int R, int C) {
     return 2 * (size_t)R * C + (size_t)R + (size_t)C;
@@ -617,7 +603,7 @@ static void adapter(HnEvalModel* m, const float* w, float* sub, const float* x, 
     }
     hn_matmul_forward(h, in, dw, db, n, C, R);
     for (size_t i = 0; i < (size_t)n * R; i++)
-        h[i] = adapter_act(p->act, h[i]);
+        h[i] = hn_peft_activation(p->act, h[i]);
     hn_gemm(0, 1, n, C, R, scale, h, R, uw, R, 1.0f, sub, C);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++)
@@ -874,8 +860,8 @@ static int check_peft(const HnEvalModel* m, const HnEvalPeft* e, int rows) {
     if (e->adapter != HN_EVAL_ADAPTER_PFEIFFER && e->adapter != HN_EVAL_ADAPTER_HOULSBY &&
         e->adapter != HN_EVAL_ADAPTER_PARALLEL)
         return hn_error("peft: unknown adapter kind %d", (int)e->adapter);
-    if (e->adapter_act != HN_EVAL_ACT_RELU && e->adapter_act != HN_EVAL_ACT_SWISH &&
-        e->adapter_act != HN_EVAL_ACT_GELU && e->adapter_act != HN_EVAL_ACT_TANH)
+    if (e->adapter_act != HN_ACT_RELU && e->adapter_act != HN_ACT_SWISH &&
+        e->adapter_act != HN_ACT_GELU && e->adapter_act != HN_ACT_TANH)
         return hn_error("peft: unknown adapter activation %d", (int)e->adapter_act);
     if (e->adapter_dim < 1 || e->adapter_dim > c->C)
         return hn_error("peft: adapter bottleneck %d (1..channels %d)", e->adapter_dim, c->C);
@@ -980,10 +966,7 @@ static int load_addons(HnEvalModel* m, HnH5* f, const HnPeft* plan) {
         e.adapter = HN_EVAL_ADAPTER_PARALLEL;
     else
         e.adapter = HN_EVAL_ADAPTER_PFEIFFER;
-    e.adapter_act = ad->act == HN_ACT_SWISH  ? HN_EVAL_ACT_SWISH
-                    : ad->act == HN_ACT_GELU ? HN_EVAL_ACT_GELU
-                    : ad->act == HN_ACT_TANH ? HN_EVAL_ACT_TANH
-                                             : HN_EVAL_ACT_RELU;
+    e.adapter_act = ad->act;
     e.adapter_dim = ad->on ? ad->R : 0;
     e.adapter_scaling = ad->scaling;
     /* sizes checked before they become allocations (the config decides them) */

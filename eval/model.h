@@ -34,6 +34,7 @@
 #include <stddef.h>
 
 #include "data/tokenizer.h"
+#include "train/peft/peft.h"
 
 /* rows per pass through the layers: activations and logits are sized for R rows, not maxT */
 #define HN_EVAL_ROWS 256
@@ -121,14 +122,6 @@ typedef enum {
     HN_EVAL_ADAPTER_PARALLEL  /* + scaling f(x) beside the MLP (ParBn) */
 } HnEvalAdapterKind;
 
-/* the adapter's non-linearity: ReLU, x sigmoid(x), exact (erf) GELU, tanh */
-typedef enum {
-    HN_EVAL_ACT_RELU,
-    HN_EVAL_ACT_SWISH,
-    HN_EVAL_ACT_GELU,
-    HN_EVAL_ACT_TANH
-} HnEvalActivation;
-
 /* The add-ons as plain arrays in the checkpoint's (PEFT's) layouts, for
  * hn_eval_model_set_peft, which copies (and folds) them: the caller keeps ownership. A zero
  * length / HN_EVAL_ADAPTER_NONE leaves a method off, and its arrays are not read.
@@ -152,7 +145,7 @@ typedef struct {
     const float* prompt_b[3];  /* (H), (H), (C) */
     /* bottleneck adapters: rows layers.N.adapter_attn.* and layers.N.adapter_mlp.* */
     HnEvalAdapterKind adapter;
-    HnEvalActivation adapter_act;
+    HnActivation adapter_act;  /* the trainer's (train/peft/peft.h) */
     int adapter_dim;           /* R = C / reduction */
     float adapter_scaling;     /* the parallel adapter's output scale */
     const float* adapter_attn; /* (L, A) layer after layer; houlsby only */
@@ -163,7 +156,7 @@ typedef struct {
 typedef struct {
     int Px, Pv, virt; /* prefix positions, virtual tokens, and their sum */
     HnEvalAdapterKind adapter;
-    HnEvalActivation act;
+    HnActivation act;
     int R;
     float scaling;
     float* prefix;       /* (Px, cols) the folded prefix (also copied into the cache) */

@@ -13,7 +13,7 @@
 
 HnMaskMethod hn_mask_method(const char* name) {
     static const char* const names[] = {"none", "pattern", "magnitude", "random",
-                                        "fish", "child_f",   "lt_sft"};
+                                        "fish", "child_f", "lt_sft"};
     for (int i = 0; i < 7; i++)
         if (strcmp(name, names[i]) == 0) return (HnMaskMethod)i;
     return HN_MASK_NONE;
@@ -39,8 +39,10 @@ static float kth_largest(float* x, size_t n, size_t k) {
         float pivot = x[lo + (hi - lo) / 2];
         size_t i = lo, j = hi;
         while (i <= j) {
-            while (x[i] > pivot) i++;
-            while (x[j] < pivot) j--;
+            while (x[i] > pivot)
+                i++;
+            while (x[j] < pivot)
+                j--;
             if (i <= j) {
                 float t = x[i];
                 x[i] = x[j];

@@ -130,10 +130,7 @@ static HnEvalPeft peft_of(const HnModel* hm, float** pack) {
         e.adapter = ad->kind == HN_ADAPTER_HOULSBY    ? HN_EVAL_ADAPTER_HOULSBY
                     : ad->kind == HN_ADAPTER_PARALLEL ? HN_EVAL_ADAPTER_PARALLEL
                                                       : HN_EVAL_ADAPTER_PFEIFFER;
-        e.adapter_act = ad->act == HN_ACT_SWISH  ? HN_EVAL_ACT_SWISH
-                        : ad->act == HN_ACT_GELU ? HN_EVAL_ACT_GELU
-                        : ad->act == HN_ACT_TANH ? HN_EVAL_ACT_TANH
-                                                 : HN_EVAL_ACT_RELU;
+        e.adapter_act = ad->act;
         e.adapter_dim = ad->R;
         e.adapter_scaling = ad->scaling;
         const int L = hm->cfg.L, C = hm->cfg.C, R = ad->R;

@@ -45,7 +45,7 @@ static void state(const HnPeft* p, int layer, int point, float** in, float** z, 
     *a = *z + N * R;
 }
 
-static float act(HnActivation k, float z) {
+float hn_peft_activation(HnActivation k, float z) {
     switch (k) {
     case HN_ACT_RELU:
         return z > 0.0f ? z : 0.0f;
@@ -59,7 +59,7 @@ static float act(HnActivation k, float z) {
     return z;
 }
 
-static float act_grad(HnActivation k, float z, float a) {
+float hn_peft_activation_grad(HnActivation k, float z, float a) {
     switch (k) {
     case HN_ACT_RELU:
         return z > 0.0f ? 1.0f : 0.0f;
@@ -73,23 +73,6 @@ static float act_grad(HnActivation k, float z, float a) {
         return 1.0f - a * a;
     }
     return 1.0f;
-}
-
-/* dst[j] += scale * sum_n x[n, j]: chunks of 64 columns in parallel, rows in order inside
- * each, so every column sums in the same order whatever the thread count */
-static void colsum(float* dst, const float* x, int N, int W, float scale) {
-    enum { CHUNK = 64 };
-    int nchunks = (W + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static)
-    for (int k = 0; k < nchunks; k++) {
-        int j0 = k * CHUNK, cw = j0 + CHUNK < W ? CHUNK : W - j0;
-        double acc[CHUNK] = {0};
-        for (int n = 0; n < N; n++)
-            for (int j = 0; j < cw; j++)
-                acc[j] += x[(size_t)n * W + j0 + j];
-        for (int j = 0; j < cw; j++)
-            dst[j0 + j] += scale * (float)acc[j];
-    }
 }
 
 static const int* rows_at(const HnPeft* p, int layer, int point) {
@@ -118,7 +101,7 @@ void hn_peft_adapter_forward(HnPeft* p, int layer, int point, float* s, const fl
     }
     hn_matmul_forward(z, in, row_of(p, r[0]), row_of(p, r[1]), N, C, R);
     for (size_t i = 0; i < (size_t)N * R; i++)
-        a[i] = act(ad->act, z[i]);
+        a[i] = hn_peft_activation(ad->act, z[i]);
     /* s += scale * (a up^T + up.bias) */
     hn_gemm(0, 1, N, C, R, scale, a, R, row_of(p, r[2]), R, 1.0f, s, C);
     const float* bu = row_of(p, r[3]);
@@ -138,12 +121,12 @@ const float* hn_peft_adapter_backward(HnPeft* p, int layer, int point, float* dr
     float *in, *z, *a, *dz = ad->dh;
     state(p, layer, point, &in, &z, &a);
     hn_gemm(1, 0, C, R, N, scale, ds, C, a, R, 1.0f, grad_of(p, r[2]), R);
-    colsum(grad_of(p, r[3]), ds, N, C, scale);
+    hn_peft_colsum(grad_of(p, r[3]), ds, C, NULL, 0, N, C, NULL, scale);
     hn_gemm(0, 0, N, R, C, scale, ds, C, row_of(p, r[2]), R, 0.0f, dz, R);
     for (size_t i = 0; i < (size_t)N * R; i++)
-        dz[i] *= act_grad(ad->act, z[i], a[i]);
+        dz[i] *= hn_peft_activation_grad(ad->act, z[i], a[i]);
     hn_gemm(1, 0, R, C, N, 1.0f, dz, R, in, C, 1.0f, grad_of(p, r[0]), C);
-    colsum(grad_of(p, r[1]), dz, N, R, 1.0f);
+    hn_peft_colsum(grad_of(p, r[1]), dz, R, NULL, 0, N, R, NULL, 1.0f);
     /* the adapter input's gradient, din = dz down: into s (Houlsby), into s and x
      * (Pfeiffer: in = x + s) or into x (parallel); dres turns into x's gradient */
     size_t NC = (size_t)N * C;

@@ -161,11 +161,8 @@ static void lora_backward(const HnPeft* p, const HnAddon* a, float* dx, const fl
             a->in);
 }
 
-/* dst[j] += sum_n a[n, j] * b[n, j] (* 1/div[j] when div) over N rows of width w: chunks of
- * 64 columns in parallel, rows in order inside each (so memory is read along rows and every
- * column sums in the same order whatever the thread count) */
-static void colsum_product(float* dst, const float* a, int lda, const float* b, int ldb, int N,
-                           int w, const float* div) {
+void hn_peft_colsum(float* dst, const float* a, int lda, const float* b, int ldb, int N, int w,
+                    const float* div, float scale) {
     enum { CHUNK = 64 };
     int nchunks = (w + CHUNK - 1) / CHUNK;
 #pragma omp parallel for schedule(static)
@@ -174,12 +171,12 @@ static void colsum_product(float* dst, const float* a, int lda, const float* b, 
         double acc[CHUNK] = {0};
         for (int n = 0; n < N; n++) {
             const float* ar = a + (size_t)n * lda + j0;
-            const float* br = b + (size_t)n * ldb + j0;
+            const float* br = b ? b + (size_t)n * ldb + j0 : NULL;
             for (int j = 0; j < cw; j++)
-                acc[j] += (double)ar[j] * br[j];
+                acc[j] += b ? (double)ar[j] * br[j] : (double)ar[j];
         }
         for (int j = 0; j < cw; j++)
-            dst[j0 + j] += div ? (float)(acc[j] / div[j0 + j]) : (float)acc[j];
+            dst[j0 + j] += scale * (div ? (float)(acc[j] / div[j0 + j]) : (float)acc[j]);
     }
 }
 
@@ -253,9 +250,9 @@ void hn_peft_linear_forward(HnPeft* p, int layer, HnLinear lin, float* out, cons
     }
 }
 
-void hn_peft_linear_backward(HnPeft* p, int layer, HnLinear lin, float* dinp, float* dw,
-                             float* db, const float* dout, const float* inp, const float* w, int N,
-                             int C, int OC) {
+void hn_peft_linear_backward(HnPeft* p, int layer, HnLinear lin, float* dinp, float* dw, float* db,
+                             const float* dout, const float* inp, const float* w, int N, int C,
+                             int OC) {
     const int* at = attached(p, layer, lin);
     if (!at) {
         hn_matmul_backward(dinp, dw, db, dout, inp, w, N, C, OC);
@@ -274,7 +271,7 @@ void hn_peft_linear_backward(HnPeft* p, int layer, HnLinear lin, float* dinp, fl
         const float* norm = a0->norm;
         float* du = p->scratch;
         /* dm += sum_n dy u / norm (the norm is a constant to the gradient, as in PEFT) */
-        colsum_product(grad_of(p, a0->row_m), dout, OC, a0->z, OC, N, OC, norm);
+        hn_peft_colsum(grad_of(p, a0->row_m), dout, OC, a0->z, OC, N, OC, norm, 1.0f);
         if (a0->dropout > 0 && p->training) {
             /* the base sees x; x_d gets (g - 1) dy W from v and du W + s (du B) A from u */
             int in = a0->in, r = a0->rank;
@@ -309,7 +306,7 @@ void hn_peft_linear_backward(HnPeft* p, int layer, HnLinear lin, float* dinp, fl
     case HN_ADD_IA3_OUT: {
         const float* l = row_of(p, a0->row_l);
         float* dz = p->scratch;
-        colsum_product(grad_of(p, a0->row_l), dout, OC, a0->z, OC, N, OC, NULL);
+        hn_peft_colsum(grad_of(p, a0->row_l), dout, OC, a0->z, OC, N, OC, NULL, 1.0f);
 #pragma omp parallel for schedule(static)
         for (size_t k = 0; k < NO; k++)
             dz[k] = dout[k] * l[k % OC];
@@ -320,7 +317,7 @@ void hn_peft_linear_backward(HnPeft* p, int layer, HnLinear lin, float* dinp, fl
         const float* l = row_of(p, a0->row_l);
         /* the base sees z = l x: its input gradient dz lands in dinp, then becomes l dz */
         hn_matmul_backward(dinp, dw, db, dout, a0->z, w, N, C, OC);
-        colsum_product(grad_of(p, a0->row_l), dinp, C, inp, C, N, C, NULL);
+        hn_peft_colsum(grad_of(p, a0->row_l), dinp, C, inp, C, N, C, NULL, 1.0f);
         size_t NC = (size_t)N * C;
 #pragma omp parallel for schedule(static)
         for (size_t k = 0; k < NC; k++)
@@ -376,7 +373,8 @@ void hn_peft_fold(const HnAddon* a, float* w, float* b, const float* A, const fl
 static int fold_all(HnPeft* p, HnParamTable* t, float sign) {
     for (int j = 0; j < p->n; j++) {
         const HnAddon* a = &p->a[j];
-        int wi = hn_params_find(t, a->base_w), bi = a->base_b[0] ? hn_params_find(t, a->base_b) : -1;
+        int wi = hn_params_find(t, a->base_w),
+            bi = a->base_b[0] ? hn_params_find(t, a->base_b) : -1;
         if (wi < 0) return hn_error("internal: no base row %s", a->base_w);
         float* w = t->data + t->rows[wi].offset;
         float* b = bi >= 0 ? t->data + t->rows[bi].offset : NULL;

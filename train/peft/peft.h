@@ -46,13 +46,13 @@ typedef enum {
 typedef struct {
     HnAddonKind kind;
     int layer;
-    HnLinear lin;      /* the base linear it attaches to */
-    char site[16];     /* the site as targeted ("attn.q" may be a slice of gpt2's attn.qkv) */
-    int in, base_out;  /* the base linear's weight is (base_out, in) */
-    int off, out;      /* the output columns [off, off + out) the add-on acts on */
-    int rank;          /* LoRA / DoRA */
-    float scale;       /* LoRA / DoRA: alpha / r or alpha / sqrt(r) */
-    float dropout;     /* LoRA */
+    HnLinear lin;     /* the base linear it attaches to */
+    char site[16];    /* the site as targeted ("attn.q" may be a slice of gpt2's attn.qkv) */
+    int in, base_out; /* the base linear's weight is (base_out, in) */
+    int off, out;     /* the output columns [off, off + out) the add-on acts on */
+    int rank;         /* LoRA / DoRA */
+    float scale;      /* LoRA / DoRA: alpha / r or alpha / sqrt(r) */
+    float dropout;    /* LoRA */
     char base_w[HN_NAME_MAX], base_b[HN_NAME_MAX]; /* base rows (base_b "" without a bias) */
     int row_a, row_b, row_m, row_l;                /* add-on rows in the table, -1 if none */
     /* state of the last forward, for up to maxN rows (hn_peft_alloc) */
@@ -70,15 +70,15 @@ typedef struct {
  * rotated. With a projection the matrix is MLP(embed) (Linear, tanh, Linear) while training
  * and folded into a plain prefix for inference; as in PEFT the embedding is KV wide. */
 typedef struct {
-    int P;              /* 0 = no prefix */
-    int hidden;         /* the projection MLP's width, 0 = none */
-    int cols;           /* 2 L KV */
-    int dim;            /* KV: the projection's input width */
-    int row_embed;      /* (P, cols), or (P, KV) with a projection */
+    int P;                              /* 0 = no prefix */
+    int hidden;                         /* the projection MLP's width, 0 = none */
+    int cols;                           /* 2 L KV */
+    int dim;                            /* KV: the projection's input width */
+    int row_embed;                      /* (P, cols), or (P, KV) with a projection */
     int row_w0, row_b0, row_w1, row_b1; /* the projection: (hidden, KV), (hidden), (cols, hidden) */
-    float* kv;          /* with a projection: (P, cols) this step's prefix */
-    float* h;           /* (P, hidden) tanh output */
-    float* dkv;         /* with a projection: (P, cols) its gradient, summed over layers */
+    float* kv;                          /* with a projection: (P, cols) this step's prefix */
+    float* h;                           /* (P, hidden) tanh output */
+    float* dkv; /* with a projection: (P, cols) its gradient, summed over layers */
 } HnPrefix;
 
 /* prompt tuning (Lester et al. 2021) and P-tuning (Liu et al. 2021): P virtual token
@@ -89,9 +89,9 @@ typedef struct {
     int hidden; /* P-tuning's encoder width, 0 = plain prompt tuning */
     int row_embed;
     int row_w[3], row_b[3];
-    float* emb;        /* (P, C) the virtual tokens this step */
-    float *h1, *h2;    /* (P, hidden) the encoder's ReLU outputs */
-    float* demb;       /* (P, C) their gradient, summed over the batch */
+    float* emb;     /* (P, C) the virtual tokens this step */
+    float *h1, *h2; /* (P, hidden) the encoder's ReLU outputs */
+    float* demb;    /* (P, C) their gradient, summed over the batch */
 } HnPrompt;
 
 /* bottleneck adapters, f(h) = up(act(down(h))), R = C / reduction, placed as AdapterHub
@@ -122,8 +122,8 @@ typedef struct {
     HnPrefix prefix;
     HnPrompt prompt;
     HnAdapters adapters;
-    int C;      /* channels (the virtual tokens' width) */
-    int V;      /* vocabulary (prompt init from sampled tokens) */
+    int C;           /* channels (the virtual tokens' width) */
+    int V;           /* vocabulary (prompt init from sampled tokens) */
     int prompt_init; /* 0 random, 1 sampled vocabulary rows, 2 a text's tokens */
     int init_ids[HN_MAX_LIST];
     int n_init_ids;
@@ -142,9 +142,9 @@ typedef struct {
                             * finite-difference check needs */
     uint64_t dropout_seed; /* set by the trainer before each micro-batch */
     int maxN;
-    float* mem;     /* every add-on's forward state */
+    float* mem;              /* every add-on's forward state */
     unsigned char* keep_mem; /* dropout masks */
-    float* scratch; /* (maxN, widest) */
+    float* scratch;          /* (maxN, widest) */
     float* scratch2;
     float* scratch3;
     size_t scratch_floats;
@@ -187,9 +187,9 @@ void hn_peft_linear_forward(HnPeft* p, int layer, HnLinear lin, float* out, cons
                             const float* w, const float* b, int N, int C, int OC);
 /* hn_matmul_backward's contract (dinp overwritten, dw / db accumulated, NULL = frozen) plus
  * the add-ons' gradients, accumulated */
-void hn_peft_linear_backward(HnPeft* p, int layer, HnLinear lin, float* dinp, float* dw,
-                             float* db, const float* dout, const float* inp, const float* w, int N,
-                             int C, int OC);
+void hn_peft_linear_backward(HnPeft* p, int layer, HnLinear lin, float* dinp, float* dw, float* db,
+                             const float* dout, const float* inp, const float* w, int N, int C,
+                             int OC);
 
 /* Fold one add-on into its base weight w (base_out, in) and bias b (NULL if none): rows[]
  * are the add-on's values (A, B, m for LoRA / DoRA; l for IA3) */
@@ -217,6 +217,11 @@ const float* hn_peft_prefix_begin(HnPeft* p);
 float* hn_peft_prefix_grad(HnPeft* p);
 /* after the backward's last layer: the projection MLP's backward from the summed gradient */
 void hn_peft_prefix_end(HnPeft* p);
+
+/* an adapter's non-linearity and its derivative (given z and act(z)): ReLU, x sigmoid(x),
+ * exact (erf) GELU as transformers' "gelu", tanh; the inference path uses the same */
+float hn_peft_activation(HnActivation k, float z);
+float hn_peft_activation_grad(HnActivation k, float z, float a);
 
 /* adapter points of a block */
 enum { HN_POINT_ATTN = 0, HN_POINT_MLP = 1 };

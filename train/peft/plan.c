@@ -15,8 +15,8 @@
 #include "train/peft/internal.h"
 #include "train/peft/peft.h"
 
-static const char* const SITE_NAMES[HN_NLIN] = {"attn.qkv", "attn.q",  "attn.k",    "attn.v",
-                                                "attn.o",   "mlp.up",  "mlp.gate",  "mlp.down"};
+static const char* const SITE_NAMES[HN_NLIN] = {"attn.qkv", "attn.q", "attn.k",   "attn.v",
+                                                "attn.o",   "mlp.up", "mlp.gate", "mlp.down"};
 
 const char* hn_peft_site_name(HnLinear lin) {
     return SITE_NAMES[lin];
@@ -289,7 +289,7 @@ int hn_peft_plan(HnPeft* p, const HnConfig* cfg) {
                     p->init_ids[p->n_init_ids++] = (int)v;
                 }
             }
-            p->prompt_init = pt                                           ? 0
+            p->prompt_init = pt                                            ? 0
                              : strcmp(cfg->peft.prompt.init, "vocab") == 0 ? 1
                              : strcmp(cfg->peft.prompt.init, "text") == 0  ? 2
                                                                            : 0;

@@ -39,8 +39,8 @@ int hn_peft_alloc_virtual(HnPeft* p) {
     const HnPrefix* px = &p->prefix;
     const HnPrompt* pr = &p->prompt;
     if (px->hidden)
-        n += 2 * (size_t)px->P * px->cols + 2 * (size_t)px->P * px->hidden +
-             (size_t)px->P * px->dim;
+        n +=
+            2 * (size_t)px->P * px->cols + 2 * (size_t)px->P * px->hidden + (size_t)px->P * px->dim;
     if (pr->P) n += 3 * (size_t)pr->P * C + 4 * (size_t)pr->P * pr->hidden;
     if (!n) return HN_OK;
     float* m = calloc(n, sizeof(float));
@@ -65,8 +65,8 @@ int hn_peft_alloc_virtual(HnPeft* p) {
 /* ---- prompt tuning and P-tuning ---- */
 
 /* y (P, out) = act(x (P, in) W^T + b), act ReLU or none */
-static void dense(float* y, const float* x, const float* w, const float* b, int P, int in,
-                  int out, int relu) {
+static void dense(float* y, const float* x, const float* w, const float* b, int P, int in, int out,
+                  int relu) {
     hn_matmul_forward(y, x, w, b, P, in, out);
     if (relu)
         for (size_t i = 0; i < (size_t)P * out; i++)
@@ -108,7 +108,7 @@ void hn_peft_embed_backward(HnPeft* p, const float* dout, int B, int T, int C) {
     int P = pr->P, Tt = P + T;
     float* demb = pr->hidden ? pr->demb : grad_of(p, pr->row_embed);
     if (pr->hidden) memset(demb, 0, (size_t)P * C * sizeof(float));
-    /* the virtual rows' gradients summed over the batch, in batch order */
+        /* the virtual rows' gradients summed over the batch, in batch order */
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < P; t++)
         for (int b = 0; b < B; b++) {
@@ -129,8 +129,8 @@ void hn_peft_embed_backward(HnPeft* p, const float* dout, int B, int T, int C) {
         d1[i] = pr->h1[i] > 0.0f ? d1[i] : 0.0f;
     /* the embedding's own gradient accumulates: d0 = d1 W0, added */
     float* de = d1 + (size_t)P * H;
-    dense_back(de, grad_of(p, pr->row_w[0]), grad_of(p, pr->row_b[0]), d1,
-               row_of(p, pr->row_embed), row_of(p, pr->row_w[0]), P, C, H);
+    dense_back(de, grad_of(p, pr->row_w[0]), grad_of(p, pr->row_b[0]), d1, row_of(p, pr->row_embed),
+               row_of(p, pr->row_w[0]), P, C, H);
     float* ge = grad_of(p, pr->row_embed);
     for (size_t i = 0; i < (size_t)P * C; i++)
         ge[i] += de[i];
@@ -144,12 +144,11 @@ const float* hn_peft_prefix_begin(HnPeft* p) {
     if (!px->hidden) return row_of(p, px->row_embed);
     /* PEFT's PrefixEncoder with projection: Linear, tanh, Linear */
     int P = px->P, H = px->hidden, D = px->dim;
-    hn_matmul_forward(px->h, row_of(p, px->row_embed), row_of(p, px->row_w0),
-                      row_of(p, px->row_b0), P, D, H);
+    hn_matmul_forward(px->h, row_of(p, px->row_embed), row_of(p, px->row_w0), row_of(p, px->row_b0),
+                      P, D, H);
     for (size_t i = 0; i < (size_t)P * H; i++)
         px->h[i] = tanhf(px->h[i]);
-    hn_matmul_forward(px->kv, px->h, row_of(p, px->row_w1), row_of(p, px->row_b1), P, H,
-                      px->cols);
+    hn_matmul_forward(px->kv, px->h, row_of(p, px->row_w1), row_of(p, px->row_b1), P, H, px->cols);
     memset(px->dkv, 0, (size_t)P * px->cols * sizeof(float));
     return px->kv;
 }
