@@ -76,9 +76,9 @@ int main(int argc, char** argv) {
     for (int i = 0; i < N; i++)
         tokens[i] = (int)hn_rng_below(&rng, V);
 
-    TIME_MS(ms, reps, hn_encoder_forward(x, tokens, wte, wpe, B, T, C));
+    TIME_MS(ms, reps, hn_encoder_forward(x, tokens, NULL, wte, wpe, B, T, C));
     report("encoder_forward", ms, 1, &total_ops);
-    TIME_MS(ms, reps, hn_encoder_backward(wte, wpe, y, tokens, B, T, C));
+    TIME_MS(ms, reps, hn_encoder_backward(wte, wpe, y, tokens, NULL, B, T, C));
     report("encoder_backward", ms, 1, &total_ops);
 
     TIME_MS(ms, reps, hn_layernorm_forward(y, mean, rstd, x, w, bias, N, C, 1e-5f));

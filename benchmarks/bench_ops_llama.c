@@ -60,12 +60,12 @@ int main(int argc, char** argv) {
     const size_t nrot = (size_t)N * (NH + NKV) * HS;
     TIME_MS(base, reps, hn_residual_forward(z, x, y, nrot));
     TIME_MS(ms, reps,
-            (hn_rope_forward(x, B, T, NH, HS, QKV, 0, 1e5f),
-             hn_rope_forward(x + NH * HS, B, T, NKV, HS, QKV, 0, 1e5f)));
+            (hn_rope_forward(x, NULL, B, T, NH, HS, QKV, 0, 1e5f),
+             hn_rope_forward(x + NH * HS, NULL, B, T, NKV, HS, QKV, 0, 1e5f)));
     report("rope_forward (q+k)", ms, "residual (same floats)", base, L);
     TIME_MS(ms, reps,
-            (hn_rope_backward(x, B, T, NH, HS, QKV, 0, 1e5f),
-             hn_rope_backward(x + NH * HS, B, T, NKV, HS, QKV, 0, 1e5f)));
+            (hn_rope_backward(x, NULL, B, T, NH, HS, QKV, 0, 1e5f),
+             hn_rope_backward(x + NH * HS, NULL, B, T, NKV, HS, QKV, 0, 1e5f)));
     report("rope_backward (q+k)", ms, "residual (same floats)", base, L);
 
     TIME_MS(base, reps, hn_gelu_forward(z, x, nffn));
@@ -94,14 +94,13 @@ int main(int argc, char** argv) {
     float *pkv = randn_((size_t)P * PW, 1), *dpkv = randn_((size_t)P * PW, 0);
     float* patt = randn_((size_t)B * NH * T * (P + T), 0);
     TIME_MS(ms, 5,
-            hn_attention_prefix_forward(out, patt, q, k, v, pkv, pkv + NKV * HS, PW, QKV, QKV, B,
-                                        T, P, NH, NKV, HS));
+            hn_attention_prefix_forward(out, patt, q, k, v, pkv, pkv + NKV * HS, NULL, PW, QKV, QKV,
+                                        B, T, P, NH, NKV, HS));
     printf("%-22s %8.3f ms   %-26s %8.3f ms  ratio %5.2f   (not in the total)\n",
            "attention_prefix_fwd", ms, "attention_gqa_forward", gqa_forward, ms / gqa_forward);
     TIME_MS(ms, 5,
             hn_attention_prefix_backward(dq, dk, dv, dpkv, dpkv + NKV * HS, dout, q, k, v, pkv,
-                                         pkv + NKV * HS, patt, PW, QKV, QKV, B, T, P, NH, NKV,
-                                         HS));
+                                         pkv + NKV * HS, patt, PW, QKV, QKV, B, T, P, NH, NKV, HS));
     printf("%-22s %8.3f ms   %-26s %8.3f ms  ratio %5.2f   (not in the total)\n",
            "attention_prefix_bwd", ms, "attention_gqa_backward", gqa_backward, ms / gqa_backward);
 

@@ -73,6 +73,10 @@ static const Key KEYS[] = {
     KEY(data, batch, KEY_INT, "8", NULL, "micro-batch size per rank (B)"),
     KEY(data, seq, KEY_INT, "128", NULL, "sequence length (T); at most model.context"),
     KEY(data, shuffle, KEY_BOOL, "true", NULL, "visit the training windows in a shuffled order"),
+    KEY(data, packing, KEY_STR, "stream", "stream|documents",
+        "a window packs consecutive documents; stream: it attends across them (GPT-2 "
+        "pretraining); documents: a token attends to its own document only and positions "
+        "restart at each document (needs the .docs index `hone prepare` writes)"),
 
     KEY(optim, lr, KEY_FLOAT, "3e-4", NULL, "peak learning rate"),
     KEY(optim, weight_decay, KEY_FLOAT, "0.1", NULL, "AdamW decoupled weight decay"),
@@ -126,8 +130,7 @@ static const Key KEYS[] = {
         "bottleneck adapters: after the MLP (Pfeiffer), after attention and the MLP (Houlsby), "
         "or beside the MLP (parallel, He et al. 2022)"),
     KEY(peft, adapter.reduction, KEY_INT, "16", NULL, "adapter bottleneck = channels / reduction"),
-    KEY(peft, adapter.activation, KEY_STR, "relu", "relu|swish|gelu|tanh",
-        "adapter non-linearity"),
+    KEY(peft, adapter.activation, KEY_STR, "relu", "relu|swish|gelu|tanh", "adapter non-linearity"),
     KEY(peft, adapter.init, KEY_STR, "bert", "bert|near_identity",
         "AdapterHub's default normal(0, 0.02) weights, or a near-identity start (up-projection "
         "zero)"),
@@ -646,8 +649,9 @@ static int peft_method_index(const char* name) {
 
 static int unknown_method(const char* loc, const char* name) {
     char s[64];
-    return fail(loc, "unknown peft method '%s' (hone has lora, ia3, bitfit, prefix, prompt, "
-                     "ptuning and adapter; DoRA and rsLoRA are lora options)",
+    return fail(loc,
+                "unknown peft method '%s' (hone has lora, ia3, bitfit, prefix, prompt, "
+                "ptuning and adapter; DoRA and rsLoRA are lora options)",
                 shown(name, s));
 }
 
@@ -975,8 +979,8 @@ int hn_config_validate(const HnConfig* cfg) {
     POSITIVE(cfg->peft.adapter.reduction, "peft.adapter.reduction");
     NEED(isfinite(cfg->peft.adapter.scaling), "peft.adapter.scaling must be finite%s", "");
 
-    NEED(cfg->mask.density > 0 && cfg->mask.density <= 1,
-         "mask.density must be in (0, 1], got %g", cfg->mask.density);
+    NEED(cfg->mask.density > 0 && cfg->mask.density <= 1, "mask.density must be in (0, 1], got %g",
+         cfg->mask.density);
     POSITIVE(cfg->mask.fish_examples, "mask.fish_examples");
     POSITIVE(cfg->mask.lt_sft_steps, "mask.lt_sft_steps");
     NEED(strcmp(cfg->mask.method, "none") == 0 || cfg->peft.methods.n == 0,

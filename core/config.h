@@ -20,18 +20,18 @@ typedef struct {
 typedef struct {
     struct {
         char from[HN_STR]; /* base checkpoint to start from ("" = a fresh model) */
-        char arch[32];  /* gpt2 | llama */
-        int layers;     /* L */
-        int channels;   /* C */
-        int heads;      /* NH */
-        int kv_heads;   /* NKV (llama: grouped-query attention); 0 = heads */
-        int ffn;        /* hidden width of the MLP; 0 = 4 * channels */
-        float rope_theta; /* llama: RoPE base */
-        int tied;       /* bool: the classifier reuses the token embedding */
-        int vocab;      /* V; 0 = take it from the data's tokenizer */
-        int context;    /* maximum sequence length (positions) */
-        float norm_eps; /* LayerNorm epsilon */
-        float init_std; /* std of the normal initialisation of weights */
+        char arch[32];     /* gpt2 | llama */
+        int layers;        /* L */
+        int channels;      /* C */
+        int heads;         /* NH */
+        int kv_heads;      /* NKV (llama: grouped-query attention); 0 = heads */
+        int ffn;           /* hidden width of the MLP; 0 = 4 * channels */
+        float rope_theta;  /* llama: RoPE base */
+        int tied;          /* bool: the classifier reuses the token embedding */
+        int vocab;         /* V; 0 = take it from the data's tokenizer */
+        int context;       /* maximum sequence length (positions) */
+        float norm_eps;    /* LayerNorm epsilon */
+        float init_std;    /* std of the normal initialisation of weights */
     } model;
     struct {
         char type[16]; /* auto | byte | gpt2 | none */
@@ -44,6 +44,7 @@ typedef struct {
         int batch;          /* micro-batch size per rank */
         int seq;            /* sequence length T */
         int shuffle;        /* bool */
+        char packing[16];   /* stream | documents */
     } data;
     struct {
         float lr;
@@ -111,10 +112,10 @@ typedef struct {
         int eval_batches;  /* validation batches per evaluation */
         int sample_tokens; /* tokens to generate at the end (0 = none) */
         char sample_prompt[HN_STR];
-        int save_every;    /* steps between checkpoints; 0 = only at the end */
-        int keep;          /* step checkpoints kept (besides best.h5) */
+        int save_every;     /* steps between checkpoints; 0 = only at the end */
+        int keep;           /* step checkpoints kept (besides best.h5) */
         char save_dtype[8]; /* f32 | bf16 (weights only; bf16 does not resume bit-exactly) */
-        int deflate;       /* zlib level of checkpoint datasets, 0..9 */
+        int deflate;        /* zlib level of checkpoint datasets, 0..9 */
     } train;
 } HnConfig;
 

@@ -60,19 +60,25 @@ int hn_shard_write(const char* path, const int* ids, size_t n) {
     return HN_OK;
 }
 
-int hn_mask_path(char* out, size_t cap, const char* shard_path) {
+/* NAME.bin -> NAME<ext>, anything else gets ext appended */
+static int side_path(char* out, size_t cap, const char* shard_path, const char* ext) {
     size_t n = strlen(shard_path);
     int k = n >= 4 && strcmp(shard_path + n - 4, ".bin") == 0
-                ? snprintf(out, cap, "%.*s.mask", (int)(n - 4), shard_path)
-                : snprintf(out, cap, "%s.mask", shard_path);
+                ? snprintf(out, cap, "%.*s%s", (int)(n - 4), shard_path, ext)
+                : snprintf(out, cap, "%s%s", shard_path, ext);
     return k >= 0 && (size_t)k < cap ? HN_OK : hn_error("path too long: %s", shard_path);
 }
 
-int hn_mask_write(const char* path, const unsigned char* mask, size_t n) {
-    if (n > (size_t)INT32_MAX) return hn_error("%s: %zu tokens do not fit in one mask", path, n);
-    for (size_t i = 0; i < n; i++)
-        if (mask[i] > 1) return hn_error("internal: mask byte %d written to %s", mask[i], path);
-    int32_t header[HN_SHARD_HEADER_INTS] = {HN_MASK_MAGIC, HN_MASK_VERSION, (int32_t)n};
+int hn_mask_path(char* out, size_t cap, const char* shard_path) {
+    return side_path(out, cap, shard_path, ".mask");
+}
+
+int hn_docs_path(char* out, size_t cap, const char* shard_path) {
+    return side_path(out, cap, shard_path, ".docs");
+}
+
+/* a 1024-byte header then n bytes of data, written to path.tmp and renamed */
+static int write_with_header(const char* path, const int32_t* header, const void* data, size_t n) {
     size_t tmp_len = strlen(path) + 5;
     char* tmp = malloc(tmp_len);
     if (!tmp) return hn_error("out of memory");
@@ -83,7 +89,8 @@ int hn_mask_write(const char* path, const unsigned char* mask, size_t n) {
         free(tmp);
         return HN_ERR;
     }
-    int ok = fwrite(header, sizeof header, 1, f) == 1 && (n == 0 || fwrite(mask, 1, n, f) == n);
+    int ok = fwrite(header, HN_SHARD_HEADER_INTS * 4, 1, f) == 1 &&
+             (n == 0 || fwrite(data, 1, n, f) == n);
     ok = (fflush(f) == 0) && ok;
     ok = (fsync(fileno(f)) == 0) && ok;
     ok = (fclose(f) == 0) && ok;
@@ -94,6 +101,26 @@ int hn_mask_write(const char* path, const unsigned char* mask, size_t n) {
     }
     free(tmp);
     return HN_OK;
+}
+
+int hn_mask_write(const char* path, const unsigned char* mask, size_t n) {
+    if (n > (size_t)INT32_MAX) return hn_error("%s: %zu tokens do not fit in one mask", path, n);
+    for (size_t i = 0; i < n; i++)
+        if (mask[i] > 1) return hn_error("internal: mask byte %d written to %s", mask[i], path);
+    int32_t header[HN_SHARD_HEADER_INTS] = {HN_MASK_MAGIC, HN_MASK_VERSION, (int32_t)n};
+    return write_with_header(path, header, mask, n);
+}
+
+int hn_docs_write(const char* path, const uint32_t* starts, size_t n, size_t ntok) {
+    if (ntok > (size_t)INT32_MAX || n > ntok)
+        return hn_error("%s: %zu documents in %zu tokens do not fit a document index", path, n,
+                        ntok);
+    for (size_t i = 0; i < n; i++)
+        if (starts[i] >= ntok || (i && starts[i] <= starts[i - 1]))
+            return hn_error("internal: document starts written to %s are not increasing", path);
+    int32_t header[HN_SHARD_HEADER_INTS] = {HN_DOCS_MAGIC, HN_DOCS_VERSION, (int32_t)n,
+                                            (int32_t)ntok};
+    return write_with_header(path, header, starts, n * sizeof *starts);
 }
 
 /* map the shard's .mask if there is one and check it against the shard */
@@ -134,6 +161,47 @@ static int mask_open(HnShard* s) {
     return HN_OK;
 }
 
+/* map the shard's .docs (required) and check it against the shard */
+static int docs_open(HnShard* s) {
+    char path[4096];
+    if (hn_docs_path(path, sizeof path, s->path) != HN_OK) return HN_ERR;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return hn_error("%s has no document index %s (data.packing: documents needs one): "
+                        "prepare the data again with this version of `hone prepare`",
+                        s->path, path);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (size_t)st.st_size < HN_SHARD_HEADER_INTS * 4) {
+        close(fd);
+        return hn_error("%s: too small to be a document index (no 1024-byte header)", path);
+    }
+    s->docs_map_size = (size_t)st.st_size;
+    void* map = mmap(NULL, s->docs_map_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return hn_error("cannot map %s", path);
+    s->docs_map = map;
+    int32_t h[4];
+    memcpy(h, s->docs_map, sizeof h);
+    if (h[0] != HN_DOCS_MAGIC)
+        return hn_error("%s: not a document index (bad magic %d)", path, h[0]);
+    if (h[1] != HN_DOCS_VERSION)
+        return hn_error("%s: unsupported document index version %d (1 is known)", path, h[1]);
+    if (h[3] < 0 || (size_t)h[3] != s->ntok)
+        return hn_error("%s: indexes %d tokens but its shard %s has %zu — stale index?", path, h[3],
+                        s->path, s->ntok);
+    if (h[2] < 0 || s->docs_map_size != HN_SHARD_HEADER_INTS * 4 + (size_t)h[2] * 4)
+        return hn_error("%s: header says %d documents but the file has %zu bytes — truncated?",
+                        path, h[2], s->docs_map_size);
+    s->ndocs = (size_t)h[2];
+    s->docs = (const uint32_t*)(s->docs_map + HN_SHARD_HEADER_INTS * 4);
+    for (size_t i = 0; i < s->ndocs; i++)
+        if (s->docs[i] >= s->ntok || (i && s->docs[i] <= s->docs[i - 1]))
+            return hn_error("%s: document start %u (entry %zu) is out of order or past the "
+                            "shard's %zu tokens",
+                            path, s->docs[i], i, s->ntok);
+    return HN_OK;
+}
+
 static int shard_open(HnShard* s, const char* path) {
     memset(s, 0, sizeof *s);
     s->path = strdup(path);
@@ -170,6 +238,7 @@ static int shard_open(HnShard* s, const char* path) {
 static void shard_close(HnShard* s) {
     if (s->map) munmap((void*)s->map, s->map_size);
     if (s->mask_map) munmap((void*)s->mask_map, s->mask_map_size);
+    if (s->docs_map) munmap((void*)s->docs_map, s->docs_map_size);
     free(s->path);
     memset(s, 0, sizeof *s);
 }
@@ -281,8 +350,42 @@ size_t hn_loader_windows(const HnLoader* ld) {
     return n;
 }
 
+int hn_loader_use_docs(HnLoader* ld) {
+    for (int i = 0; i < ld->nshards; i++)
+        if (!ld->shards[i].docs_map && docs_open(&ld->shards[i]) != HN_OK) return HN_ERR;
+    ld->docs = 1;
+    return HN_OK;
+}
+
+/* pos[t] for the window of T tokens at start: t minus the latest document start at or
+ * before start + t, or minus the window's start when the document began before it */
+static void window_positions(const HnShard* s, size_t start, int T, int* pos) {
+    /* the first document start after the window's first token */
+    size_t lo = 0, hi = s->ndocs;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (s->docs[mid] <= start)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t seg = start, next = lo;
+    for (int t = 0; t < T; t++) {
+        if (next < s->ndocs && s->docs[next] == start + (size_t)t) {
+            seg = start + (size_t)t;
+            next++;
+        }
+        pos[t] = (int)(start + (size_t)t - seg);
+    }
+}
+
 int hn_loader_next(HnLoader* ld, int* tokens, int* targets) {
+    return hn_loader_next_docs(ld, tokens, targets, NULL);
+}
+
+int hn_loader_next_docs(HnLoader* ld, int* tokens, int* targets, int* pos) {
     int T = ld->T;
+    if (pos && !ld->docs) return hn_error("internal: positions asked of a loader without docs");
     for (int b = 0; b < ld->B; b++) {
         while (ld->window_pos >= ld->nwindows) {
             if (++ld->shard_pos >= ld->nshards) {
@@ -304,6 +407,7 @@ int hn_loader_next(HnLoader* ld, int* tokens, int* targets) {
             if (t > 0)
                 targets[b * T + t - 1] = s->mask && !s->mask[start + (size_t)t] ? HN_IGNORE : id;
         }
+        if (pos) window_positions(s, start, T, pos + b * T);
     }
     return HN_OK;
 }

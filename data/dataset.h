@@ -14,8 +14,18 @@
  * 1 if predicting that token counts in the loss, 0 if not. The loader gives a target
  * HN_IGNORE (kernels/ops.h) where the mask byte of the target token is 0, so the trainer's
  * mean runs over the counted targets of the step. A shard without a .mask counts every
- * target. Examples are not isolated inside a window: a window may span several examples
- * (attention sees the earlier ones; only the mask decides what is scored).
+ * target.
+ *
+ * Document index (packed documents): beside a shard lies NAME.docs: the header (256 int32:
+ * magic HN_DOCS_MAGIC, version 1, the number of document starts n, the shard's token count,
+ * the rest zero) then n uint32, the shard positions where a document (a text file, an
+ * instruction example) starts, strictly increasing; tokens before the first start continue
+ * a document of the previous shard. `hone prepare` writes one for every shard. A window
+ * packs whatever documents fall in it; with hn_loader_use_docs (data.packing: documents) the
+ * loader also gives each token its position within its document (kernels/ops.h: `pos`),
+ * counted from the window's start for a document that began before the window, so the model
+ * lets a token attend to its own document only and restarts positions at each start.
+ * Without it (data.packing: stream, GPT-2's pretraining) a window attends across documents.
  */
 #ifndef HONE_DATASET_H
 #define HONE_DATASET_H
@@ -41,11 +51,23 @@ int hn_mask_write(const char* path, const unsigned char* mask, size_t n);
  * (snprintf-style; HN_ERR if it does not fit) */
 int hn_mask_path(char* out, size_t cap, const char* shard_path);
 
+#define HN_DOCS_MAGIC 20240522
+#define HN_DOCS_VERSION 1
+
+/* the document index path of a shard path: NAME.bin -> NAME.docs */
+int hn_docs_path(char* out, size_t cap, const char* shard_path);
+/* write the document starts (n, increasing, each < ntok) of a shard of ntok tokens */
+int hn_docs_write(const char* path, const uint32_t* starts, size_t n, size_t ntok);
+
 typedef struct {
     char* path;
     const unsigned char* mask; /* NULL, or ntok bytes of the shard's .mask (mapped) */
     const unsigned char* mask_map;
     size_t mask_map_size;
+    const uint32_t* docs; /* NULL, or ndocs document starts (hn_loader_use_docs) */
+    size_t ndocs;
+    const unsigned char* docs_map;
+    size_t docs_map_size;
     const unsigned char* map; /* the whole file, mapped read-only */
     size_t map_size;
     size_t ntok;
@@ -58,6 +80,7 @@ typedef struct {
     int T, B;
     int vocab; /* ids must be < vocab */
     int shuffle;
+    int docs; /* hn_loader_use_docs was called */
     HnRng rng;
     HnRng rng_at_shard; /* rng as it was when the current shard was entered (for resume) */
     /* cursor: where the next batch starts */
@@ -76,6 +99,11 @@ void hn_loader_close(HnLoader* ld);
 /* the next B windows: tokens (B,T) and targets (B,T); moves to the next shard and epoch as
  * needed. HN_ERR on a token id out of range, naming the shard and position. */
 int hn_loader_next(HnLoader* ld, int* tokens, int* targets);
+/* read every shard's document index (HN_ERR naming a shard without one), so that
+ * hn_loader_next_docs can give positions */
+int hn_loader_use_docs(HnLoader* ld);
+/* hn_loader_next, and pos (B,T): each token's position within its packed document */
+int hn_loader_next_docs(HnLoader* ld, int* tokens, int* targets, int* pos);
 /* the cursor as a checkpoint stores it: epoch, position, shard order, and the RNG state
  * from which the current shard's window order is regenerated */
 void hn_loader_get_cursor(const HnLoader* ld, int* epoch, int* shard_pos, int64_t* window_pos,

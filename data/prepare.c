@@ -44,20 +44,33 @@ static char* read_file(const char* path, size_t* len) {
     return buf;
 }
 
-/* ids (and, for instruction data, their mask) as shards of per_shard tokens; a shard
+/* ids (and, for instruction data, their mask) as shards of per_shard tokens, each with its
+ * document index (the starts, ndoc increasing positions into ids, that fall in it); a shard
  * written without a mask loses any stale .mask beside it */
 static int write_shards(const char* dir, const char* split, const int* ids, const int* mask,
-                        size_t n, size_t per_shard, int* nshards) {
-    char path[PATH_MAX], mpath[PATH_MAX + 8];
+                        size_t n, const size_t* starts, size_t ndoc, size_t per_shard,
+                        int* nshards) {
+    char path[PATH_MAX], mpath[PATH_MAX + 8], dpath[PATH_MAX + 8];
     *nshards = 0;
-    unsigned char* bytes = mask ? malloc(per_shard < n ? per_shard : (n ? n : 1)) : NULL;
-    if (mask && !bytes) return hn_error("out of memory");
+    size_t chunk = per_shard < n ? per_shard : (n ? n : 1);
+    unsigned char* bytes = mask ? malloc(chunk) : NULL;
+    uint32_t* local = malloc(chunk * sizeof *local);
+    if ((mask && !bytes) || !local) {
+        free(bytes);
+        free(local);
+        return hn_error("out of memory");
+    }
     int rc = HN_OK;
+    size_t d = 0; /* the next document start to place */
     for (size_t i = 0; rc == HN_OK && i < n; i += per_shard) {
-        size_t k = n - i < per_shard ? n - i : per_shard;
+        size_t k = n - i < per_shard ? n - i : per_shard, nlocal = 0;
+        for (; d < ndoc && starts[d] < i + k; d++)
+            local[nlocal++] = (uint32_t)(starts[d] - i);
         snprintf(path, sizeof path, "%s/%s_%06d.bin", dir, split, *nshards);
         rc = hn_mask_path(mpath, sizeof mpath, path);
+        if (rc == HN_OK) rc = hn_docs_path(dpath, sizeof dpath, path);
         if (rc == HN_OK) rc = hn_shard_write(path, ids + i, k);
+        if (rc == HN_OK) rc = hn_docs_write(dpath, local, nlocal, k);
         if (rc == HN_OK && mask) {
             for (size_t j = 0; j < k; j++)
                 bytes[j] = (unsigned char)(mask[i + j] != 0);
@@ -68,6 +81,7 @@ static int write_shards(const char* dir, const char* split, const int* ids, cons
         if (rc == HN_OK) (*nshards)++;
     }
     free(bytes);
+    free(local);
     return rc;
 }
 
@@ -236,6 +250,7 @@ int hn_prepare(const HnPrepareOptions* opt, HnPrepareStats* st) {
 
     int *ids_train = NULL, *ids_val = NULL, *mask_train = NULL, *mask_val = NULL;
     size_t ntrain = 0, nval = 0;
+    Bounds starts_train = {0}, starts_val = {0}; /* where each split's documents start */
     if (rc == HN_OK) {
         st->documents = ndocs;
         ids_train = malloc(all.n * sizeof(int));
@@ -272,6 +287,7 @@ int hn_prepare(const HnPrepareOptions* opt, HnPrepareStats* st) {
                 int* ids_to = is_val[i] ? ids_val : ids_train;
                 int* mask_to = is_val[i] ? mask_val : mask_train;
                 size_t* at = is_val[i] ? &nval : &ntrain;
+                if (n) rc = bounds_push(is_val[i] ? &starts_val : &starts_train, *at);
                 memcpy(ids_to + *at, all.ids + a, n * sizeof(int));
                 if (opt->instruct) memcpy(mask_to + *at, mask.ids + a, n * sizeof(int));
                 *at += n;
@@ -283,20 +299,23 @@ int hn_prepare(const HnPrepareOptions* opt, HnPrepareStats* st) {
             ntrain = all.n;
             memcpy(ids_train, all.ids, ntrain * sizeof(int));
             memcpy(mask_train, mask.ids, ntrain * sizeof(int));
+            rc = bounds_push(&starts_train, 0);
         } else {
+            /* one document: the validation tail continues it (its windows start fresh) */
             nval = (size_t)(opt->val_fraction * (double)all.n);
             ntrain = all.n - nval;
+            if (ntrain) rc = bounds_push(&starts_train, 0);
             memcpy(ids_train, all.ids, ntrain * sizeof(int));
             memcpy(ids_val, all.ids + ntrain, nval * sizeof(int));
         }
     }
     if (rc == HN_OK) rc = hn_mkdirs(opt->out_dir);
     if (rc == HN_OK)
-        rc = write_shards(opt->out_dir, "train", ids_train, mask_train, ntrain, opt->shard_tokens,
-                          &st->train_shards);
+        rc = write_shards(opt->out_dir, "train", ids_train, mask_train, ntrain, starts_train.v,
+                          (size_t)starts_train.n, opt->shard_tokens, &st->train_shards);
     if (rc == HN_OK)
-        rc = write_shards(opt->out_dir, "val", ids_val, mask_val, nval, opt->shard_tokens,
-                          &st->val_shards);
+        rc = write_shards(opt->out_dir, "val", ids_val, mask_val, nval, starts_val.v,
+                          (size_t)starts_val.n, opt->shard_tokens, &st->val_shards);
     st->train_tokens = ntrain;
     st->val_tokens = nval;
     for (size_t i = 0; mask_train && i < ntrain; i++)
@@ -309,6 +328,8 @@ int hn_prepare(const HnPrepareOptions* opt, HnPrepareStats* st) {
     free(mask_train);
     free(mask_val);
     free(docs.v);
+    free(starts_train.v);
+    free(starts_val.v);
     hn_tokens_free(&all);
     hn_tokens_free(&mask);
     hn_chat_template_free(&tpl);

@@ -4,6 +4,7 @@
  * GPT-2 was trained. The validation split takes whole documents (chosen by seed) when
  * there are several, or the tail of the only one. meta.json records the tokenizer, so
  * `hone train` can find the vocabulary and decode samples without being told again.
+ * Beside each shard NAME.bin goes NAME.docs, where its documents start (data/dataset.h).
  *
  * With instruct set the inputs are JSONL files of instruction examples (data/instruct.h):
  * each non-blank line is one example and one document; the validation split takes whole
@@ -27,9 +28,9 @@ typedef struct {
     double val_fraction;   /* in [0, 0.5] */
     size_t shard_tokens;   /* tokens per shard */
     unsigned long long seed;
-    int instruct;               /* inputs are JSONL instruction examples */
-    const char* chat_template;  /* instruct: chatml, llama2, plain, or NULL to recognise */
-    int skip_bad;               /* instruct: skip malformed lines instead of failing */
+    int instruct;              /* inputs are JSONL instruction examples */
+    const char* chat_template; /* instruct: chatml, llama2, plain, or NULL to recognise */
+    int skip_bad;              /* instruct: skip malformed lines instead of failing */
     void (*warn)(void* ctx, const char* msg); /* skipped lines are reported here (or not) */
     void* warn_ctx;
 } HnPrepareOptions;
@@ -38,9 +39,9 @@ typedef struct {
     size_t train_tokens, val_tokens;
     int train_shards, val_shards, documents;
     /* instruct only */
-    int skipped;                         /* malformed lines left out (skip_bad) */
-    size_t train_targets, val_targets;   /* tokens whose mask byte is 1 */
-    char chat_template[16];              /* the template used */
+    int skipped;                       /* malformed lines left out (skip_bad) */
+    size_t train_targets, val_targets; /* tokens whose mask byte is 1 */
+    char chat_template[16];            /* the template used */
 } HnPrepareStats;
 
 int hn_prepare(const HnPrepareOptions* opt, HnPrepareStats* stats);

@@ -666,8 +666,8 @@ static void llama_layer(HnEvalModel* m, int l, int n, int pos) {
     hn_matmul_forward(s->qkv, s->xb, w->qw + l * CC, NULL, n, C, C);
     hn_matmul_forward(k, s->xb, w->kw + l * CKV, NULL, n, C, KV);
     hn_matmul_forward(v, s->xb, w->vw + l * CKV, NULL, n, C, KV);
-    hn_rope_forward(s->qkv, 1, n, c->NH, HS, C, pos, c->rope_theta);
-    hn_rope_forward(k, 1, n, c->NKV, HS, KV, pos, c->rope_theta);
+    hn_rope_forward(s->qkv, NULL, 1, n, c->NH, HS, C, pos, c->rope_theta);
+    hn_rope_forward(k, NULL, 1, n, c->NKV, HS, KV, pos, c->rope_theta);
     attention(m, s->qkv, C, kcache, vcache, n, pos);
     hn_matmul_forward(s->proj, s->atty, w->attow + l * CC, NULL, n, C, C);
     if (m->peft.adapter_attn)
@@ -702,11 +702,11 @@ static void forward_block(HnEvalModel* m, const int* tokens, int n, int pos) {
     const int C = c->C;
     pos += m->peft.virt;
     if (c->arch == HN_EVAL_LLAMA) {
-        hn_encoder_forward(s->x, tokens, w->wte, NULL, 1, n, C);
+        hn_encoder_forward(s->x, tokens, NULL, w->wte, NULL, 1, n, C);
         run_layers(m, n, pos);
         hn_rmsnorm_forward(s->xb, s->rstd, s->x, w->lnfw, n, C, c->eps);
     } else {
-        hn_encoder_forward(s->x, tokens, w->wte, w->wpe + (size_t)pos * C, 1, n, C);
+        hn_encoder_forward(s->x, tokens, NULL, w->wte, w->wpe + (size_t)pos * C, 1, n, C);
         run_layers(m, n, pos);
         hn_layernorm_forward(s->xb, s->mean, s->rstd, s->x, w->lnfw, w->lnfb, n, C, c->eps);
     }

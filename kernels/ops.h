@@ -24,12 +24,18 @@
 /* target id of a position that does not count in the loss (the per-token loss mask) */
 #define HN_IGNORE (-1)
 
-/* ---- embeddings: out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:] (wpe NULL: no positions) ---- */
-void hn_encoder_forward(float* out, const int* tokens, const float* wte, const float* wpe, int B,
-                        int T, int C);
-/* dwte[tokens[b,t],:] += dout[b,t,:]; dwpe[t,:] += sum_b dout[b,t,:]; either may be NULL */
-void hn_encoder_backward(float* dwte, float* dwpe, const float* dout, const int* tokens, int B,
-                         int T, int C);
+/* Positions of packed documents: where an op takes `pos` (B,T), pos[b,t] is the position of
+ * token t of sequence b within its document, counted from the document's first token in the
+ * window (so pos[b,t] <= t, and pos[b,t] = 0 where a document starts); the document of token
+ * t then occupies t - pos[b,t] .. t. NULL means one document per sequence: pos[b,t] = t. */
+
+/* ---- embeddings: out[b,t,:] = wte[tokens[b,t],:] + wpe[pos[b,t],:] (wpe NULL: no
+ * positions) ---- */
+void hn_encoder_forward(float* out, const int* tokens, const int* pos, const float* wte,
+                        const float* wpe, int B, int T, int C);
+/* dwte[tokens[b,t],:] += dout[b,t,:]; dwpe[pos[b,t],:] += dout[b,t,:]; either may be NULL */
+void hn_encoder_backward(float* dwte, float* dwpe, const float* dout, const int* tokens,
+                         const int* pos, int B, int T, int C);
 
 /* ---- LayerNorm over the last dimension; mean, rstd (N) are saved for the backward ---- */
 void hn_layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
@@ -76,14 +82,15 @@ void hn_rmsnorm_backward(float* dinp, float* dweight, const float* dout, const f
  * ("rotate_half"): within each head of HS, dimension i < HS/2 is paired with i + HS/2, and
  * the pair at position p turns by p * theta^(-2i/HS).
  * x (B, T, nheads * HS) with rows `stride` floats apart (stride >= nheads * HS; columns past
- * nheads * HS are left alone); the rows are at positions pos0 .. pos0 + T - 1. HS is even.
+ * nheads * HS are left alone); row (b,t) is at position pos0 + pos[b,t] (pos0 + t without
+ * pos). HS is even.
  * Angles are formed in double, so positions in the thousands keep ~1e-7 accuracy (HF forms
  * them in float32 and drifts by ~1e-4 rad at p = 8000). */
-void hn_rope_forward(float* x, int B, int T, int nheads, int HS, int stride, int pos0,
-                     float theta);
+void hn_rope_forward(float* x, const int* pos, int B, int T, int nheads, int HS, int stride,
+                     int pos0, float theta);
 /* the backward of a rotation is the inverse rotation: dx is turned by -angle in place */
-void hn_rope_backward(float* dx, int B, int T, int nheads, int HS, int stride, int pos0,
-                      float theta);
+void hn_rope_backward(float* dx, const int* pos, int B, int T, int nheads, int HS, int stride,
+                      int pos0, float theta);
 
 /* SwiGLU (Shazeer 2020): out = silu(gate) * up, silu(x) = x / (1 + exp(-x)) */
 void hn_swiglu_forward(float* out, const float* gate, const float* up, size_t n);
@@ -113,20 +120,22 @@ void hn_attention_gqa_backward(float* dq, float* dk, float* dv, const float* dou
  * 0..t of its own sequence. q, k, v, out as hn_attention_gqa_forward (strides q_stride,
  * kv_stride); att (B, NH, T, P + T) receives the probabilities (row t: P prefix columns,
  * then T columns, 0 above the causal diagonal), kept for the backward. Scale 1/sqrt(HS).
- * P = 0 gives exactly hn_attention_gqa_forward's result (pk, pv may then be NULL). */
+ * P = 0 gives exactly hn_attention_gqa_forward's result (pk, pv may then be NULL).
+ * With pos (packed documents, above) query t sees the prefix and keys t - pos[b,t] .. t only:
+ * att is 0 on the keys of earlier documents, so the backward, which reads att, needs no pos. */
 void hn_attention_prefix_forward(float* out, float* att, const float* q, const float* k,
-                                 const float* v, const float* pk, const float* pv, int p_stride,
-                                 int q_stride, int kv_stride, int B, int T, int P, int NH,
-                                 int NKV, int HS);
+                                 const float* v, const float* pk, const float* pv, const int* pos,
+                                 int p_stride, int q_stride, int kv_stride, int B, int T, int P,
+                                 int NH, int NKV, int HS);
 /* dq, dk, dv overwritten (layouts of q, k, v); dpk, dpv (P rows p_stride apart) ACCUMULATED
  * (+=) over the batch and the query heads sharing a kv head, NULL = not wanted. The same
  * bits for any thread count; when dpk or dpv is wanted, a scratch of B*NKV*2*P*HS floats is
  * allocated for the call. */
 void hn_attention_prefix_backward(float* dq, float* dk, float* dv, float* dpk, float* dpv,
-                                  const float* dout, const float* q, const float* k,
-                                  const float* v, const float* pk, const float* pv,
-                                  const float* att, int p_stride, int q_stride, int kv_stride,
-                                  int B, int T, int P, int NH, int NKV, int HS);
+                                  const float* dout, const float* q, const float* k, const float* v,
+                                  const float* pk, const float* pv, const float* att, int p_stride,
+                                  int q_stride, int kv_stride, int B, int T, int P, int NH, int NKV,
+                                  int HS);
 
 /* ---- GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) ---- */
 void hn_gelu_forward(float* out, const float* inp, size_t n);

@@ -119,9 +119,11 @@ static int fish_scores(HnModel* m, HnLoader* loader, int n, float* fisher) {
     int T = loader->T;
     int* tokens = malloc((size_t)T * sizeof(int));
     int* targets = malloc((size_t)T * sizeof(int));
-    if (!tokens || !targets) {
+    int* pos = loader->docs ? malloc((size_t)T * sizeof(int)) : NULL; /* packed documents */
+    if (!tokens || !targets || (loader->docs && !pos)) {
         free(tokens);
         free(targets);
+        free(pos);
         return hn_error("out of memory");
     }
     size_t G = m->params.grad_numel;
@@ -131,13 +133,14 @@ static int fish_scores(HnModel* m, HnLoader* loader, int n, float* fisher) {
     int rc = HN_OK;
     hn_loader_reset(loader);
     for (int e = 0; e < n && rc == HN_OK; e++) {
-        rc = hn_loader_next(loader, tokens, targets);
+        rc = hn_loader_next_docs(loader, tokens, targets, pos);
         if (rc != HN_OK) break;
         int counted = 0;
         for (int i = 0; i < T; i++)
             counted += targets[i] != HN_IGNORE;
         hn_model_zero_grad(m);
-        hn_model_forward(m, tokens, targets, 1, T, counted ? 1.0f / (float)counted : 0.0f);
+        hn_model_forward_docs(m, tokens, pos, targets, 1, T,
+                              counted ? 1.0f / (float)counted : 0.0f);
         hn_model_backward(m);
         const float* g = m->grads;
 #pragma omp parallel for schedule(static)
@@ -150,6 +153,7 @@ static int fish_scores(HnModel* m, HnLoader* loader, int n, float* fisher) {
     hn_loader_reset(loader);
     free(tokens);
     free(targets);
+    free(pos);
     return rc;
 }
 
@@ -161,6 +165,7 @@ static int lt_sft_scores(HnModel* m, const HnConfig* cfg, HnLoader* loader, floa
     int B = loader->B, T = loader->T;
     int* tokens = malloc((size_t)B * T * sizeof(int));
     int* targets = malloc((size_t)B * T * sizeof(int));
+    int* pos = loader->docs ? malloc((size_t)B * T * sizeof(int)) : NULL; /* packed documents */
     HnOptimConfig oc = {.lr = cfg->optim.lr,
                         .beta1 = cfg->optim.betas[0],
                         .beta2 = cfg->optim.betas[1],
@@ -173,14 +178,16 @@ static int lt_sft_scores(HnModel* m, const HnConfig* cfg, HnLoader* loader, floa
                         .schedule = HN_SCHED_CONSTANT};
     HnOptimizer o;
     memset(&o, 0, sizeof o);
-    int rc = start && tokens && targets ? hn_optim_create(&o, &oc, t) : hn_error("out of memory");
+    int rc = start && tokens && targets && (pos || !loader->docs) ? hn_optim_create(&o, &oc, t)
+                                                                  : hn_error("out of memory");
     if (rc == HN_OK) memcpy(start, t->data, t->numel * sizeof(float));
     for (int s = 0; rc == HN_OK && s < cfg->mask.lt_sft_steps; s++) {
-        if ((rc = hn_loader_next(loader, tokens, targets)) != HN_OK) break;
+        if ((rc = hn_loader_next_docs(loader, tokens, targets, pos)) != HN_OK) break;
         int counted = 0;
         for (int i = 0; i < B * T; i++)
             counted += targets[i] != HN_IGNORE;
-        hn_model_forward(m, tokens, targets, B, T, counted ? 1.0f / (float)counted : 0.0f);
+        hn_model_forward_docs(m, tokens, pos, targets, B, T,
+                              counted ? 1.0f / (float)counted : 0.0f);
         hn_model_backward(m);
         hn_optim_step(&o, t, m->grads, hn_optim_grad_norm(t, m->grads));
     }

@@ -337,8 +337,8 @@ void hn_model_zero_grad(HnModel* m) {
 
 /* ---- one block, forward ---- */
 
-static void gpt2_block_forward(HnModel* m, int l, const float* residual, const float* prefix,
-                               int B, int T) {
+static void gpt2_block_forward(HnModel* m, int l, const float* residual, const float* prefix, int B,
+                               int T) {
     const HnModelConfig* c = &m->cfg;
     const HnLayerTensors* lw = &m->w.layers[l];
     HnLayerActs* a = &m->act.layer[l];
@@ -346,11 +346,12 @@ static void gpt2_block_forward(HnModel* m, int l, const float* residual, const f
     hn_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, residual, lw->ln1w, lw->ln1b, N, C,
                          c->eps);
     LINEAR(QKV, a->qkv, a->ln1, lw->qkvw, lw->qkvb, N, C, 3 * C);
-    if (prefix) {
+    if (prefix || m->pos) {
         int KV = C, HS = C / c->NH, stride = m->peft.prefix.cols;
-        hn_attention_prefix_forward(a->atty, a->att, a->qkv, a->qkv + C, a->qkv + 2 * C,
-                                    prefix + 2 * l * KV, prefix + (2 * l + 1) * KV, stride, 3 * C,
-                                    3 * C, B, T, m->peft.prefix.P, c->NH, c->NH, HS);
+        hn_attention_prefix_forward(
+            a->atty, a->att, a->qkv, a->qkv + C, a->qkv + 2 * C,
+            prefix ? prefix + 2 * l * KV : NULL, prefix ? prefix + (2 * l + 1) * KV : NULL, m->pos,
+            stride, 3 * C, 3 * C, B, T, prefix ? m->peft.prefix.P : 0, c->NH, c->NH, HS);
     } else {
         hn_attention_forward(a->atty, a->att, a->qkv, B, T, C, c->NH);
     }
@@ -377,15 +378,15 @@ static void llama_block_forward(HnModel* m, int l, const float* residual, const 
     LINEAR(K, a->k, a->ln1, lw->kw, NULL, N, C, KV);
     LINEAR(V, a->v, a->ln1, lw->vw, NULL, N, C, KV);
     int P = m->peft.prefix.P * (prefix != NULL); /* real tokens start after the prefix */
-    hn_rope_forward(a->q, B, T, c->NH, HS, Q, P, c->rope_theta);
-    hn_rope_forward(a->k, B, T, c->NKV, HS, KV, P, c->rope_theta);
-    if (prefix)
-        hn_attention_prefix_forward(a->atty, a->att, a->q, a->k, a->v, prefix + 2 * l * KV,
-                                    prefix + (2 * l + 1) * KV, m->peft.prefix.cols, Q, KV, B, T,
-                                    P, c->NH, c->NKV, HS);
+    hn_rope_forward(a->q, m->pos, B, T, c->NH, HS, Q, P, c->rope_theta);
+    hn_rope_forward(a->k, m->pos, B, T, c->NKV, HS, KV, P, c->rope_theta);
+    if (prefix || m->pos)
+        hn_attention_prefix_forward(a->atty, a->att, a->q, a->k, a->v,
+                                    prefix ? prefix + 2 * l * KV : NULL,
+                                    prefix ? prefix + (2 * l + 1) * KV : NULL, m->pos,
+                                    m->peft.prefix.cols, Q, KV, B, T, P, c->NH, c->NKV, HS);
     else
-        hn_attention_gqa_forward(a->atty, a->att, a->q, a->k, a->v, Q, KV, B, T, c->NH, c->NKV,
-                                 HS);
+        hn_attention_gqa_forward(a->atty, a->att, a->q, a->k, a->v, Q, KV, B, T, c->NH, c->NKV, HS);
     LINEAR(O, a->res2, a->atty, lw->attow, NULL, N, Q, C);
     hn_peft_adapter_forward(&m->peft, l, HN_POINT_ATTN, a->res2, residual, N, C);
     hn_residual_forward(a->res2, a->res2, residual, (size_t)N * C);
@@ -400,6 +401,11 @@ static void llama_block_forward(HnModel* m, int l, const float* residual, const 
 
 double hn_model_forward(HnModel* m, const int* tokens, const int* targets, int B, int T,
                         float grad_scale) {
+    return hn_model_forward_docs(m, tokens, NULL, targets, B, T, grad_scale);
+}
+
+double hn_model_forward_docs(HnModel* m, const int* tokens, const int* pos, const int* targets,
+                             int B, int T, float grad_scale) {
     const HnModelConfig* c = &m->cfg;
     const HnTensors* w = &m->w;
     int C = c->C, llama = c->arch == HN_ARCH_LLAMA;
@@ -407,6 +413,7 @@ double hn_model_forward(HnModel* m, const int* tokens, const int* targets, int B
     m->B = B;
     m->Treal = T;
     m->tokens = tokens;
+    m->pos = Pv ? NULL : pos; /* the trainer refuses virtual tokens with packed documents */
     m->peft.training = grad_scale != 0.0f;
     /* positions: a prefix's come first, then the prompt's virtual tokens, then the tokens */
     const float* wpe = w->wpe ? w->wpe + (size_t)Px * C : NULL;
@@ -421,7 +428,7 @@ double hn_model_forward(HnModel* m, const int* tokens, const int* targets, int B
         }
         T += Pv;
     } else {
-        hn_encoder_forward(m->act.encoded, tokens, w->wte, wpe, B, T, C);
+        hn_encoder_forward(m->act.encoded, tokens, m->pos, w->wte, wpe, B, T, C);
     }
     m->T = T;
     int N = B * T;
@@ -471,11 +478,10 @@ static void gpt2_block_backward(HnModel* m, int l, const float* residual, const 
         int HS = C / c->NH;
         float* dp = hn_peft_prefix_grad(&m->peft);
         float* dq = m->act.dqkv;
-        hn_attention_prefix_backward(dq, dq + C, dq + 2 * C, dp + 2 * l * C, dp + (2 * l + 1) * C,
-                                     m->act.datty, a->qkv, a->qkv + C, a->qkv + 2 * C,
-                                     prefix + 2 * l * C, prefix + (2 * l + 1) * C,
-                                     a->att, m->peft.prefix.cols, 3 * C, 3 * C, B, T,
-                                     m->peft.prefix.P, c->NH, c->NH, HS);
+        hn_attention_prefix_backward(
+            dq, dq + C, dq + 2 * C, dp + 2 * l * C, dp + (2 * l + 1) * C, m->act.datty, a->qkv,
+            a->qkv + C, a->qkv + 2 * C, prefix + 2 * l * C, prefix + (2 * l + 1) * C, a->att,
+            m->peft.prefix.cols, 3 * C, 3 * C, B, T, m->peft.prefix.P, c->NH, c->NH, HS);
     } else {
         hn_attention_backward(m->act.dqkv, m->act.datty, a->qkv, a->att, B, T, C, c->NH);
     }
@@ -510,14 +516,14 @@ static void llama_block_backward(HnModel* m, int l, const float* residual, const
         float* dp = hn_peft_prefix_grad(&m->peft);
         hn_attention_prefix_backward(dq, dk, dv, dp + 2 * l * KV, dp + (2 * l + 1) * KV,
                                      m->act.datty, a->q, a->k, a->v, prefix + 2 * l * KV,
-                                     prefix + (2 * l + 1) * KV, a->att, m->peft.prefix.cols, Q,
-                                     KV, B, T, P, c->NH, c->NKV, HS);
+                                     prefix + (2 * l + 1) * KV, a->att, m->peft.prefix.cols, Q, KV,
+                                     B, T, P, c->NH, c->NKV, HS);
     } else {
-        hn_attention_gqa_backward(dq, dk, dv, m->act.datty, a->q, a->k, a->v, a->att, Q, KV, B,
-                                  T, c->NH, c->NKV, HS);
+        hn_attention_gqa_backward(dq, dk, dv, m->act.datty, a->q, a->k, a->v, a->att, Q, KV, B, T,
+                                  c->NH, c->NKV, HS);
     }
-    hn_rope_backward(dq, B, T, c->NH, HS, Q, P, c->rope_theta);
-    hn_rope_backward(dk, B, T, c->NKV, HS, KV, P, c->rope_theta);
+    hn_rope_backward(dq, m->pos, B, T, c->NH, HS, Q, P, c->rope_theta);
+    hn_rope_backward(dk, m->pos, B, T, c->NKV, HS, KV, P, c->rope_theta);
     LINEAR_BACK(Q, m->act.dln, lg->qw, NULL, dq, a->ln1, lw->qw, N, C, Q);
     LINEAR_BACK(K, m->act.dtmp, lg->kw, NULL, dk, a->ln1, lw->kw, N, C, KV);
     hn_residual_forward(m->act.dln, m->act.dln, m->act.dtmp, NC);
@@ -562,7 +568,7 @@ void hn_model_backward(HnModel* m) {
         hn_peft_embed_backward(&m->peft, m->act.dres, B, m->Treal, C);
     else
         hn_encoder_backward(g->wte, g->wpe ? g->wpe + (size_t)Px * C : NULL, m->act.dres, m->tokens,
-                            B, T, C);
+                            m->pos, B, T, C);
 }
 
 float* hn_model_logits(HnModel* m, int b, int t) {

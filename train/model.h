@@ -120,6 +120,7 @@ typedef struct {
     int grad_floor;    /* the lowest layer the backward must reach (nothing trainable below;
                         * 0 when the embeddings or virtual tokens train) */
     const int* tokens; /* of the last forward, for the backward */
+    const int* pos;    /* of the last forward: positions within packed documents, or NULL */
     int* targets_virt; /* (maxB, maxT) targets with the virtual positions ignored */
 } HnModel;
 
@@ -153,12 +154,18 @@ int hn_model_relayout_grads(HnModel* m);
 void hn_model_init(HnModel* m, float std, uint64_t seed);
 
 /* Forward over tokens (B, T) (after the virtual tokens of prompt tuning, at positions after
- * a prefix's, when those methods are on). With targets (B, T; HN_IGNORE = not counted) it computes the
- * per-position losses and returns their sum over counted positions; with grad_scale != 0
- * it also leaves in m->act.logits the gradient of grad_scale * (that sum), ready for
+ * a prefix's, when those methods are on). With targets (B, T; HN_IGNORE = not counted) it computes
+ * the per-position losses and returns their sum over counted positions; with grad_scale != 0 it
+ * also leaves in m->act.logits the gradient of grad_scale * (that sum), ready for
  * hn_model_backward. Without targets it returns 0 and leaves logits. B <= maxB, T <= maxT. */
 double hn_model_forward(HnModel* m, const int* tokens, const int* targets, int B, int T,
                         float grad_scale);
+/* the same over packed documents: pos (B, T) as in kernels/ops.h (NULL: one document per
+ * sequence), so a token attends to its own document only and positions restart at each
+ * document start. The pointer is kept for the backward. Not with virtual tokens (pos is then
+ * ignored; the trainer refuses the combination). */
+double hn_model_forward_docs(HnModel* m, const int* tokens, const int* pos, const int* targets,
+                             int B, int T, float grad_scale);
 /* the logits (Vp floats) of real token t of sequence b after the last forward: with prompt
  * tuning the virtual positions come first in m->act.logits */
 float* hn_model_logits(HnModel* m, int b, int t);

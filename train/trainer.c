@@ -140,6 +140,7 @@ typedef struct {
     HnTokenizer* tok;
     int* tokens;
     int* targets;
+    int* pos; /* data.packing documents: positions within the packed documents, else NULL */
     FILE* metrics;
     int have_val;
     int step;        /* optimizer steps done */
@@ -149,21 +150,21 @@ typedef struct {
     int no_folder;     /* set up the model only (hone mask build): no run folder */
     char base_sha[65]; /* model.from with a frozen base: the hash of its weights */
     int base_ref;      /* checkpoints hold only what the run trains and name the base */
-    int on_gpu; /* steps and evaluations run on the device model; the host model gets its
-                 * parameters and moments back before every save and at the end */
+    int on_gpu;        /* steps and evaluations run on the device model; the host model gets its
+                        * parameters and moments back before every save and at the end */
 #ifdef HONE_HAVE_CUDA
     HnCudaModel gpu;
 #endif
 } Run;
 
 /* one forward on the device model or the host model (hn_model_forward's contract) */
-static int model_forward(Run* r, const int* tokens, const int* targets, int B, int T,
-                         float grad_scale, double* loss_sum) {
+static int model_forward(Run* r, const int* tokens, const int* pos, const int* targets, int B,
+                         int T, float grad_scale, double* loss_sum) {
 #ifdef HONE_HAVE_CUDA
     if (r->on_gpu)
         return hn_cuda_model_forward(&r->gpu, tokens, targets, B, T, grad_scale, loss_sum);
 #endif
-    *loss_sum = hn_model_forward(&r->model, tokens, targets, B, T, grad_scale);
+    *loss_sum = hn_model_forward_docs(&r->model, tokens, pos, targets, B, T, grad_scale);
     return HN_OK;
 }
 
@@ -205,7 +206,7 @@ static int sync_host(Run* r) {
 /* mean loss over up to `batches` validation batches of B windows (fewer if the data has
  * fewer windows; each window is scored once); NAN on an error */
 static double evaluate(Run* r, HnLoader* val, int B, int T, int batches, int* tokens, int* targets,
-                       size_t* counted) {
+                       int* pos, size_t* counted) {
     hn_loader_reset(val);
     size_t windows = hn_loader_windows(val), want = (size_t)batches * B;
     if (want > windows) want = windows;
@@ -214,9 +215,11 @@ static double evaluate(Run* r, HnLoader* val, int B, int T, int batches, int* to
     for (size_t done = 0; done < want;) {
         int rows = 0;
         for (; rows < B && done < want; rows++, done++)
-            if (hn_loader_next(val, tokens + rows * T, targets + rows * T) != HN_OK) return NAN;
+            if (hn_loader_next_docs(val, tokens + rows * T, targets + rows * T,
+                                    pos ? pos + rows * T : NULL) != HN_OK)
+                return NAN;
         double loss_sum;
-        if (model_forward(r, tokens, targets, rows, T, 0.0f, &loss_sum) != HN_OK) return NAN;
+        if (model_forward(r, tokens, pos, targets, rows, T, 0.0f, &loss_sum) != HN_OK) return NAN;
         sum += loss_sum;
         for (int i = 0; i < rows * T; i++) /* loss-masked (instruction) data counts less */
             *counted += targets[i] != HN_IGNORE;
@@ -440,6 +443,7 @@ static const char* resume_path(const HnConfig* cfg, const char* resume, char* bu
 static void run_free(Run* r) {
     if (r->metrics) fclose(r->metrics);
     free(r->tokens);
+    free(r->pos);
     free(r->targets);
     free(r->config_text);
     hn_loader_close(&r->train);
@@ -491,6 +495,8 @@ static int run_setup_with(Run* r, HnH5** base) {
     if (hn_loader_open(&r->train, cfg->data.train, cfg->data.batch, cfg->data.seq, INT_MAX,
                        cfg->data.shuffle, (uint64_t)cfg->train.seed) != HN_OK)
         return HN_ERR;
+    int docs = strcmp(cfg->data.packing, "documents") == 0;
+    if (docs && hn_loader_use_docs(&r->train) != HN_OK) return HN_ERR;
     char data_dir[PATH_MAX];
     data_dir_of(cfg->data.train, data_dir, sizeof data_dir);
     HnDataMeta meta;
@@ -520,8 +526,9 @@ static int run_setup_with(Run* r, HnH5** base) {
     if (plan.prompt.P && plan.prompt_init == 2 && cfg->peft.prompt.text[0]) {
         /* prompt tuning from a text: its tokens, by the run's tokenizer */
         HnTokens ids = {0};
-        int ok = r->tok && hn_tokenizer_encode(r->tok, cfg->peft.prompt.text,
-                                               strlen(cfg->peft.prompt.text), &ids) == HN_OK &&
+        int ok = r->tok &&
+                 hn_tokenizer_encode(r->tok, cfg->peft.prompt.text, strlen(cfg->peft.prompt.text),
+                                     &ids) == HN_OK &&
                  ids.n > 0;
         if (ok) hn_peft_set_prompt_ids(&plan, ids.ids, (int)ids.n);
         hn_tokens_free(&ids);
@@ -530,6 +537,11 @@ static int run_setup_with(Run* r, HnH5** base) {
             return hn_error("peft.prompt.text needs the run's tokenizer to give at least one "
                             "token (or set peft.prompt.text_ids)");
         }
+    }
+    if (docs && plan.prompt.P) {
+        hn_peft_free(&plan);
+        return hn_error("prompt tuning and P-tuning prepend their virtual tokens to a window, not "
+                        "to each document: use data.packing: stream with them");
     }
     if (hn_model_create_peft(&r->model, &mc, &plan, B, T) != HN_OK) return HN_ERR;
     hn_model_init(&r->model, cfg->model.init_std, (uint64_t)cfg->train.seed);
@@ -554,6 +566,10 @@ static int run_setup_with(Run* r, HnH5** base) {
                                    mm == HN_MASK_LT_SFT && cfg->data.shuffle,
                                    (uint64_t)cfg->train.seed ^ 0x5bd1e995ULL) != HN_OK)
             return HN_ERR;
+        if (fish && docs && hn_loader_use_docs(&fl) != HN_OK) {
+            hn_loader_close(&fl);
+            return HN_ERR;
+        }
         int rc = hn_mask_build(&r->model, cfg, &fl, (uint64_t)cfg->train.seed);
         if (fish) hn_loader_close(&fl);
         if (rc != HN_OK) return HN_ERR;
@@ -573,28 +589,29 @@ static int run_setup_with(Run* r, HnH5** base) {
     for (int i = 0; i < cfg->optim.no_decay.n; i++)
         patterns[i] = cfg->optim.no_decay.item[i];
     hn_params_set_no_decay(&r->model.params, patterns, cfg->optim.no_decay.n);
-    HnOptimConfig oc = {.lr = cfg->optim.lr,
-                        .beta1 = cfg->optim.betas[0],
-                        .beta2 = cfg->optim.betas[1],
-                        .eps = cfg->optim.eps,
-                        .weight_decay = cfg->optim.weight_decay,
-                        .clip = cfg->optim.clip,
-                        .min_lr_ratio = cfg->optim.min_lr_ratio,
-                        .warmup = cfg->optim.warmup,
-                        .steps = cfg->train.steps,
-                        .schedule = schedule_of(cfg->optim.schedule),
-                        .child_p = hn_mask_method(cfg->mask.method) == HN_MASK_CHILD_F
-                                       ? cfg->mask.density
-                                       : 0.0f,
-                        .child_seed = (uint64_t)cfg->train.seed * 0x2545f4914f6cdd1dULL};
+    HnOptimConfig oc = {
+        .lr = cfg->optim.lr,
+        .beta1 = cfg->optim.betas[0],
+        .beta2 = cfg->optim.betas[1],
+        .eps = cfg->optim.eps,
+        .weight_decay = cfg->optim.weight_decay,
+        .clip = cfg->optim.clip,
+        .min_lr_ratio = cfg->optim.min_lr_ratio,
+        .warmup = cfg->optim.warmup,
+        .steps = cfg->train.steps,
+        .schedule = schedule_of(cfg->optim.schedule),
+        .child_p = hn_mask_method(cfg->mask.method) == HN_MASK_CHILD_F ? cfg->mask.density : 0.0f,
+        .child_seed = (uint64_t)cfg->train.seed * 0x2545f4914f6cdd1dULL};
     if (hn_optim_create(&r->opt, &oc, &r->model.params) != HN_OK) return HN_ERR;
     r->have_val = cfg->data.val[0] != '\0';
     if (r->have_val && hn_loader_open(&r->val, cfg->data.val, 1, T, V, 0, 0) != HN_OK)
         return HN_ERR;
+    if (r->have_val && docs && hn_loader_use_docs(&r->val) != HN_OK) return HN_ERR;
     size_t n = (size_t)B * T * accum;
     r->tokens = malloc(n * sizeof(int));
     r->targets = malloc(n * sizeof(int));
-    if (!r->tokens || !r->targets) return hn_error("out of memory");
+    r->pos = docs ? malloc(n * sizeof(int)) : NULL;
+    if (!r->tokens || !r->targets || (docs && !r->pos)) return hn_error("out of memory");
     r->best_val = NAN;
     if (!(r->config_text = config_to_text(cfg))) return hn_error("cannot render the config");
     return r->no_folder ? HN_OK : hn_mkdirs(cfg->train.out);
@@ -630,8 +647,8 @@ static int train_step(Run* r, double* loss_out, double* norm_out, float* lr_out)
     int B = cfg->data.batch, T = cfg->data.seq, accum = cfg->optim.accum;
     size_t per_micro = (size_t)B * T, counted = 0;
     for (int k = 0; k < accum; k++)
-        if (hn_loader_next(&r->train, r->tokens + k * per_micro, r->targets + k * per_micro) !=
-            HN_OK)
+        if (hn_loader_next_docs(&r->train, r->tokens + k * per_micro, r->targets + k * per_micro,
+                                r->pos ? r->pos + k * per_micro : NULL) != HN_OK)
             return HN_ERR;
     for (size_t i = 0; i < per_micro * accum; i++)
         counted += r->targets[i] != HN_IGNORE;
@@ -646,8 +663,8 @@ static int train_step(Run* r, double* loss_out, double* norm_out, float* lr_out)
         uint64_t x = (uint64_t)cfg->train.seed * 0x9e3779b97f4a7c15ULL + (uint64_t)r->step;
         x = x * 0xbf58476d1ce4e5b9ULL + (uint64_t)k;
         r->model.peft.dropout_seed = hn_splitmix64(&x);
-        if (model_forward(r, r->tokens + k * per_micro, r->targets + k * per_micro, B, T, scale,
-                          &micro_sum) != HN_OK ||
+        if (model_forward(r, r->tokens + k * per_micro, r->pos ? r->pos + k * per_micro : NULL,
+                          r->targets + k * per_micro, B, T, scale, &micro_sum) != HN_OK ||
             model_backward(r) != HN_OK)
             return HN_ERR;
         loss_sum += micro_sum;
@@ -738,6 +755,14 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
             return hn_error("partial-update masks run on the CPU backend only for now — use "
                             "train.device: cpu");
         fprintf(stderr, "masks run on the CPU backend only for now: training on the CPU\n");
+        use_gpu = 0;
+    }
+    if (use_gpu && strcmp(user_cfg->data.packing, "documents") == 0) {
+        if (strcmp(user_cfg->train.device, "cuda") == 0)
+            return hn_error("data.packing: documents runs on the CPU backend only for now — use "
+                            "train.device: cpu");
+        fprintf(stderr, "packed documents run on the CPU backend only for now: training on the "
+                        "CPU\n");
         use_gpu = 0;
     }
     if (use_gpu && user_cfg->peft.methods.n > 0) {
@@ -832,7 +857,7 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
             (last || (cfg->train.eval_every > 0 && step % cfg->train.eval_every == 0))) {
             size_t n;
             double vl = evaluate(r, &r->val, cfg->data.batch, cfg->data.seq,
-                                 cfg->train.eval_batches, r->tokens, r->targets, &n);
+                                 cfg->train.eval_batches, r->tokens, r->targets, r->pos, &n);
             if (isnan(vl)) {
                 rc = HN_ERR;
                 break;

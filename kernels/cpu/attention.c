@@ -20,8 +20,8 @@
 void hn_attention_gqa_forward(float* out, float* att, const float* q, const float* k,
                               const float* v, int q_stride, int kv_stride, int B, int T, int NH,
                               int NKV, int HS) {
-    hn_attention_prefix_forward(out, att, q, k, v, NULL, NULL, 0, q_stride, kv_stride, B, T, 0, NH,
-                                NKV, HS);
+    hn_attention_prefix_forward(out, att, q, k, v, NULL, NULL, NULL, 0, q_stride, kv_stride, B, T,
+                                0, NH, NKV, HS);
 }
 
 void hn_attention_gqa_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,

@@ -27,6 +27,8 @@
  * (q_t . k_j, dout_t . v_j) run on a transposed copy of [prefix | K] or [prefix | V], (HS,Lp)
  * on the thread's stack, so the inner loop runs over keys in vector lanes instead of ending
  * each dot in a horizontal sum. With P = 0 every step is the one the prefix-free kernel took.
+ * Packed documents (pos) only narrow each query's keys in the forward: the probabilities of
+ * other documents' keys are exactly 0, so the backward, reading att, gives them nothing.
  */
 #include "kernels/ops.h"
 #include "kernels/cpu/fastmath.h"
@@ -91,9 +93,9 @@ static void transpose_head(float* dst, const float* pre, size_t pre_stride, int 
 }
 
 void hn_attention_prefix_forward(float* out, float* att, const float* q, const float* k,
-                                 const float* v, const float* pk, const float* pv, int p_stride,
-                                 int q_stride, int kv_stride, int B, int T, int P, int NH, int NKV,
-                                 int HS) {
+                                 const float* v, const float* pk, const float* pv, const int* pos,
+                                 int p_stride, int q_stride, int kv_stride, int B, int T, int P,
+                                 int NH, int NKV, int HS) {
     const int G = NH / NKV, L = P + T, Lp = (L + TILE - 1) / TILE * TILE;
     const size_t C = (size_t)NH * HS, qs = q_stride, kvs = kv_stride, ps = p_stride;
     const float scale = 1.0f / sqrtf((float)HS);
@@ -110,11 +112,17 @@ void hn_attention_prefix_forward(float* out, float* att, const float* q, const f
                            kvs, T, Lp, HS);
             for (int t = 0; t < T; t++) {
                 const int n = P + t + 1; /* keys query t sees: the prefix, then 0..t */
+                /* packed documents: keys before s belong to earlier documents, unseen */
+                const int s = pos ? t - pos[b * T + t] : 0;
                 float* a = att + ((size_t)bh * T + t) * L;
                 vecmat(a, qh + t * qs, 1, kt, Lp, HS, n, Lp, 0);
+                for (int j = P; j < P + s; j++)
+                    a[j] = -INFINITY;
                 const float maxv = scale * hn_max(a, n); /* scale > 0 commutes with max */
                 for (int j = 0; j < n; j++)
                     a[j] = hn_fast_expf(scale * a[j] - maxv);
+                for (int j = P; j < P + s; j++) /* exactly 0, whatever exp(-inf) rounds to */
+                    a[j] = 0.0f;
                 const float inv = 1.0f / hn_sum(a, n);
                 for (int j = 0; j < n; j++)
                     a[j] *= inv;
@@ -122,7 +130,7 @@ void hn_attention_prefix_forward(float* out, float* att, const float* q, const f
                     a[j] = 0.0f;
                 float* o = out + ((size_t)b * T + t) * C + h * HS;
                 if (P) vecmat(o, a, 1, pvh, ps, P, HS, HS, 0);
-                vecmat(o, a + P, 1, vh, kvs, t + 1, HS, HS, P > 0);
+                vecmat(o, a + P + s, 1, vh + (size_t)s * kvs, kvs, t + 1 - s, HS, HS, P > 0);
             }
         }
     }

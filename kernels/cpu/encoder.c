@@ -1,12 +1,14 @@
 /*
  * Token + position embeddings (GPT-2's wte, wpe).
- * Shapes: tokens (B,T), wte (V,C), wpe (maxT,C), out and dout (B,T,C).
+ * Shapes: tokens (B,T), pos (B,T) or NULL, wte (V,C), wpe (maxT,C), out and dout (B,T,C).
+ * Token (b,t) takes position row pos[b*T+t], or t without pos (packed documents restart
+ * their positions, data/dataset.h).
  */
 #include "kernels/ops.h"
 #include "kernels/cpu/internal.h"
 
-void hn_encoder_forward(float* out, const int* tokens, const float* wte, const float* wpe, int B,
-                        int T, int C) {
+void hn_encoder_forward(float* out, const int* tokens, const int* pos, const float* wte,
+                        const float* wpe, int B, int T, int C) {
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < B * T; i++) {
         float* o = out + (size_t)i * C;
@@ -16,7 +18,7 @@ void hn_encoder_forward(float* out, const int* tokens, const float* wte, const f
                 o[c] = e[c];
             continue;
         }
-        const float* p = wpe + (size_t)(i % T) * C;
+        const float* p = wpe + (size_t)(pos ? pos[i] : i % T) * C;
         for (int c = 0; c < C; c++)
             o[c] = e[c] + p[c];
     }
@@ -26,8 +28,8 @@ void hn_encoder_forward(float* out, const int* tokens, const float* wte, const f
  * threads without atomics (whose order would vary). Threads split the channels instead:
  * each one walks all rows in order over its own columns, which is deterministic for any
  * thread count. */
-void hn_encoder_backward(float* dwte, float* dwpe, const float* dout, const int* tokens, int B,
-                         int T, int C) {
+void hn_encoder_backward(float* dwte, float* dwpe, const float* dout, const int* tokens,
+                         const int* pos, int B, int T, int C) {
     const float scale = hn_cpu_broken_op == HN_OP_ENCODER ? 1.02f : 1.0f;
     const int chunk = 64; /* columns per task: a few cache lines of each row */
     const int nchunks = (C + chunk - 1) / chunk;
@@ -43,7 +45,7 @@ void hn_encoder_backward(float* dwte, float* dwpe, const float* dout, const int*
                         g[c] += d[c];
                 }
                 if (dwpe) {
-                    float* g = dwpe + (size_t)t * C;
+                    float* g = dwpe + (size_t)(pos ? pos[b * T + t] : t) * C;
                     for (int c = c0; c < c1; c++)
                         g[c] += scale * d[c];
                 }

@@ -3,7 +3,9 @@
 # each and "instruct": true in meta.json; malformed lines are fatal with their line number,
 # or skipped and reported with --skip-bad; template options are checked; a plain prepare
 # into the same folder removes stale masks; a short `hone train` on instruct shards of a
-# tiny repetitive dataset lowers the (response-only) loss well below its start.
+# tiny repetitive dataset lowers the (response-only) loss well below its start, and so does
+# one with data.packing: documents (each example attends to itself only); that setting
+# needs the .docs index and says so when it is missing.
 source "$(dirname "$0")/lib.sh"
 
 # 400 examples over 8 question/answer pairs, in both forms
@@ -72,4 +74,24 @@ awk -v f="$first" -v l="$last" 'BEGIN {exit !(f != "" && l != "" && l + 0 < 0.3 
   bad "loss did not fall enough: $first -> $last"
 awk -v v="$val" -v l="$last" 'BEGIN {exit !(v != "" && v + 0 < 1.0)}' && ok ||
   bad "validation loss '$val' on held-out examples of the same pairs should be small"
+
+# packed documents: every shard has its index; training on them learns the same task
+for s in train val; do
+  [ -s "$WORK/shards/${s}_000000.docs" ] && ok || bad "$s shard has no .docs index"
+done
+ndocs=$(od -An -td4 -j8 -N4 "$WORK/shards/train_000000.docs" | tr -d ' ')
+nval=$(od -An -td4 -j8 -N4 "$WORK/shards/val_000000.docs" | tr -d ' ')
+[ "$((ndocs + nval))" -eq 400 ] && ok || bad "the indexes hold $ndocs + $nval document starts, not 400"
+"$HONE" train "$WORK/tiny.yaml" --set data.packing=documents --set train.out="$WORK/run_docs" \
+  --set data.seq=128 --set model.context=128 --set data.batch=4 \
+  > /dev/null 2> "$WORK/stderr.txt"
+[ $? -eq 0 ] && ok || bad "train with packed documents failed: $(tail -3 "$WORK/stderr.txt")"
+last=$(grep -o '"loss":[0-9.e+-]*' "$WORK/run_docs/metrics.jsonl" | tail -1 | cut -d: -f2)
+val=$(grep -o '"val_loss":[0-9.e+-]*' "$WORK/run_docs/metrics.jsonl" | tail -1 | cut -d: -f2)
+echo "packed documents: last loss $last, validation $val"
+awk -v v="$val" -v l="$last" -v f="$first" 'BEGIN {exit !(v != "" && v + 0 < 1.0 && l + 0 < 0.3 * f)}' && ok ||
+  bad "packed documents: loss $last, validation '$val'"
+rm "$WORK/shards/val_000000.docs"
+expect_fail "packing without an index" 1 "val_000000.bin has no document index .*hone prepare" -- \
+  "$HONE" train "$WORK/tiny.yaml" --set data.packing=documents --set train.out="$WORK/run_x"
 finish

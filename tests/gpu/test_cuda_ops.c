@@ -207,10 +207,10 @@ static void check_encoder(const Shape* s) {
     int* d_tokens = d_from_i(tokens, (size_t)B * T);
     float *d_wte = d_from(wte, nwte), *d_wpe = d_from(wpe, nwpe), *d_out = d_nan(n);
 
-    hn_encoder_forward(out, tokens, wte, wpe, B, T, C);
+    hn_encoder_forward(out, tokens, NULL, wte, wpe, B, T, C);
     RUN(hn_cuda_encoder_forward(d_out, d_tokens, d_wte, d_wpe, B, T, C));
     expect_close("encoder_forward out", shape, rel_l2(h_from(d_out, n), out, n), ELEM_TOL);
-    hn_encoder_forward(out, tokens, wte, NULL, B, T, C);
+    hn_encoder_forward(out, tokens, NULL, wte, NULL, B, T, C);
     poison(d_out, n);
     RUN(hn_cuda_encoder_forward(d_out, d_tokens, d_wte, NULL, B, T, C));
     expect_close("encoder_forward out (wpe NULL)", shape, rel_l2(h_from(d_out, n), out, n),
@@ -219,7 +219,7 @@ static void check_encoder(const Shape* s) {
     /* both gradients accumulate */
     float *dwte0 = h_randn(nwte, 1, 0), *dwpe0 = h_randn(nwpe, 1, 0);
     float *dwte = h_copy(dwte0, nwte), *dwpe = h_copy(dwpe0, nwpe);
-    hn_encoder_backward(dwte, dwpe, dout, tokens, B, T, C);
+    hn_encoder_backward(dwte, dwpe, dout, tokens, NULL, B, T, C);
     float *d_dout = d_from(dout, n), *d_dwte = d_from(dwte0, nwte), *d_dwpe = d_from(dwpe0, nwpe);
     RUN(hn_cuda_encoder_backward(d_dwte, d_dwpe, d_dout, d_tokens, B, T, C));
     float *g_dwte = h_from(d_dwte, nwte), *g_dwpe = h_from(d_dwpe, nwpe);
@@ -496,7 +496,7 @@ static void check_rope(int B, int T, int nheads, int HS, int stride, int pos0, f
     char shape[96];
     snprintf(shape, sizeof shape, "B=%d T=%d heads=%d HS=%d pos0=%d", B, T, nheads, HS, pos0);
     float *x = h_randn(n, 1, 0), *ref = h_copy(x, n);
-    hn_rope_forward(ref, B, T, nheads, HS, stride, pos0, theta);
+    hn_rope_forward(ref, NULL, B, T, nheads, HS, stride, pos0, theta);
     float* d_x = d_from(x, n);
     RUN(hn_cuda_rope_forward(d_x, B, T, nheads, HS, stride, pos0, theta));
     float* got = h_from(d_x, n);
@@ -505,7 +505,7 @@ static void check_rope(int B, int T, int nheads, int HS, int stride, int pos0, f
            bits_equal_strided(got + width, x + width, rows, stride - width, stride));
 
     memcpy(ref, x, n * sizeof *x);
-    hn_rope_backward(ref, B, T, nheads, HS, stride, pos0, theta);
+    hn_rope_backward(ref, NULL, B, T, nheads, HS, stride, pos0, theta);
     upload(d_x, x, n * sizeof *x);
     RUN(hn_cuda_rope_backward(d_x, B, T, nheads, HS, stride, pos0, theta));
     got = h_from(d_x, n);

@@ -28,7 +28,6 @@
 
 #include "gradcheck.h"
 
-
 /* ---- encoder ---- */
 
 typedef struct {
@@ -55,7 +54,7 @@ static int check_encoder(int quiet) {
         tokens[i] = (int)hn_rng_below(&rng, V);
     float *wte = randn(V * C, 1, 0), *wpe = randn(maxT * C, 1, 0), *R = randn(B * T * C, 1, 0);
     float* out = alloc_f(B * T * C);
-    hn_encoder_forward(out, tokens, wte, wpe, B, T, C);
+    hn_encoder_forward(out, tokens, NULL, wte, wpe, B, T, C);
     int fwd_ok = 1;
     for (int i = 0; i < B * T; i++)
         for (int c = 0; c < C; c++)
@@ -64,7 +63,7 @@ static int check_encoder(int quiet) {
 
     float *dwte0 = randn(V * C, 1, 0), *dwpe0 = randn(maxT * C, 1, 0);
     float *dwte = copy_f(dwte0, V * C), *dwpe = copy_f(dwpe0, maxT * C);
-    hn_encoder_backward(dwte, dwpe, R, tokens, B, T, C);
+    hn_encoder_backward(dwte, dwpe, R, tokens, NULL, B, T, C);
 
     EncoderRef ref = {
         tokens, to_double(wte, V * C), to_double(wpe, maxT * C), to_double(R, B * T * C), B, T, C};
@@ -76,8 +75,8 @@ static int check_encoder(int quiet) {
 
     /* NULL means frozen: the other gradient is unchanged, bit for bit */
     float *dwte1 = copy_f(dwte0, V * C), *dwpe1 = copy_f(dwpe0, maxT * C);
-    hn_encoder_backward(dwte1, NULL, R, tokens, B, T, C);
-    hn_encoder_backward(NULL, dwpe1, R, tokens, B, T, C);
+    hn_encoder_backward(dwte1, NULL, R, tokens, NULL, B, T, C);
+    hn_encoder_backward(NULL, dwpe1, R, tokens, NULL, B, T, C);
     CHECK(bits_equal(dwte1, dwte, V * C) && bits_equal(dwpe1, dwpe, maxT * C),
           "encoder backward with a NULL gradient changes the other one");
 
@@ -577,7 +576,7 @@ static void check_thread_independence(void) {
         res[k][0] = filled(N * C, 0), res[k][1] = filled(C, 0), res[k][2] = filled(C, 0);
         res[k][3] = filled(V * C, 0);
         hn_layernorm_backward(res[k][0], res[k][1], res[k][2], dout, inp, w, mean, rstd, N, C);
-        hn_encoder_backward(res[k][3], NULL, dout, tokens, B, T, C);
+        hn_encoder_backward(res[k][3], NULL, dout, tokens, NULL, B, T, C);
     }
     omp_set_num_threads(threads);
     CHECK(bits_equal(res[0][0], res[1][0], N * C) && bits_equal(res[0][1], res[1][1], C) &&

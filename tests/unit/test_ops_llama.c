@@ -40,7 +40,6 @@ static double abs_err(const float* got, const double* ref, size_t n) {
     return isnan(err) ? INFINITY : err;
 }
 
-
 /* columns [0, width) of `rows` rows `stride` apart, packed; for comparing strided buffers */
 static float* gather_f(const float* x, int rows, int width, int stride) {
     float* p = alloc_f((size_t)rows * width);
@@ -168,7 +167,7 @@ static double check_rope_forward(int B, int T, int nheads, int HS, int stride, i
     const int rows = B * T, width = nheads * HS;
     const size_t n = (size_t)rows * stride;
     float *x0 = randn(n, 1, 0), *x = copy_f(x0, n);
-    hn_rope_forward(x, B, T, nheads, HS, stride, pos0, theta);
+    hn_rope_forward(x, NULL, B, T, nheads, HS, stride, pos0, theta);
     RopeRef ref = {to_double(x0, n), alloc_d(n), NULL, B, T, nheads, HS, stride, pos0, theta};
     ref.R = alloc_d(n);
     rope_loss(&ref);
@@ -182,7 +181,7 @@ static double check_rope_forward(int B, int T, int nheads, int HS, int stride, i
                              stride - width);
     CHECK(pad_ok, "rope forward changed columns past nheads * HS");
 
-    hn_rope_backward(x, B, T, nheads, HS, stride, pos0, theta);
+    hn_rope_backward(x, NULL, B, T, nheads, HS, stride, pos0, theta);
     double* x0d = to_double(x0, n);
     CHECK(rel_err(x, x0d, n) <= 1e-6, "rope forward then backward (pos0 %d) is off by %g", pos0,
           rel_err(x, x0d, n));
@@ -198,7 +197,7 @@ static int check_rope(int B, int T, int nheads, int HS, int stride, int pos0, fl
     /* the backward turns dout in place into dx; padding columns are not gradients */
     float* dout = randn(n, 1, 0);
     float* dx = copy_f(dout, n);
-    hn_rope_backward(dx, B, T, nheads, HS, stride, pos0, theta);
+    hn_rope_backward(dx, NULL, B, T, nheads, HS, stride, pos0, theta);
     float* x = randn(n, 1, 0);
     RopeRef ref = {
         to_double(x, n), NULL, to_double(dout, n), B, T, nheads, HS, stride, pos0, theta};
@@ -237,7 +236,7 @@ static void check_rope_hf_fixture(void) {
     fclose(f);
     CHECK(ok, "%s is malformed", path);
     if (ok) {
-        hn_rope_forward(x, B, T, nheads, HS, nheads * HS, pos0, (float)theta);
+        hn_rope_forward(x, NULL, B, T, nheads, HS, nheads * HS, pos0, (float)theta);
         CHECK(abs_err(x, want, n) <= 1e-5, "rope differs from HF transformers by %g",
               abs_err(x, want, n));
     }

@@ -224,8 +224,8 @@ static int check_prefix(int B, int T, int P, int NH, int NKV, int HS, int fused,
     const size_t nout = (size_t)B * T * C, natt = (size_t)B * NH * T * L;
     Layout l = make_layout(B, T, P, NH, NKV, HS, fused);
     float *out = filled(nout, NAN), *att = filled(natt, NAN), *R = randn(nout, 1, 0);
-    hn_attention_prefix_forward(out, att, l.x[Q], l.x[K], l.x[V], l.x[PK], l.x[PV], l.ps, l.qs,
-                                l.kvs, B, T, P, NH, NKV, HS);
+    hn_attention_prefix_forward(out, att, l.x[Q], l.x[K], l.x[V], l.x[PK], l.x[PV], NULL, l.ps,
+                                l.qs, l.kvs, B, T, P, NH, NKV, HS);
     PrefixRef ref = {.out = alloc_d(nout),
                      .att = alloc_d(natt),
                      .R = to_double(R, nout),
@@ -341,8 +341,8 @@ static void check_large_scores(void) {
     for (size_t i = 0; i < l.n[PK]; i++)
         l.buf[PK][i] *= 3.0f;
     float *out = filled(nout, NAN), *att = filled(natt, NAN), *R = randn(nout, 1, 0);
-    hn_attention_prefix_forward(out, att, l.x[Q], l.x[K], l.x[V], l.x[PK], l.x[PV], l.ps, l.qs,
-                                l.kvs, B, T, P, NH, NKV, HS);
+    hn_attention_prefix_forward(out, att, l.x[Q], l.x[K], l.x[V], l.x[PK], l.x[PV], NULL, l.ps,
+                                l.qs, l.kvs, B, T, P, NH, NKV, HS);
     PrefixRef ref = {.out = alloc_d(nout),
                      .att = alloc_d(natt),
                      .R = to_double(R, nout),
@@ -397,8 +397,8 @@ static void check_p0_is_gqa(int B, int T, int NH, int NKV, int HS, int fused) {
     float *dout = randn(nout, 1, 0), *out1 = filled(nout, NAN), *att1 = filled(natt, NAN);
     float *out2 = filled(nout, NAN), *att2 = filled(natt, NAN);
     hn_attention_gqa_forward(out1, att1, l.x[Q], l.x[K], l.x[V], l.qs, l.kvs, B, T, NH, NKV, HS);
-    hn_attention_prefix_forward(out2, att2, l.x[Q], l.x[K], l.x[V], NULL, NULL, 0, l.qs, l.kvs, B,
-                                T, 0, NH, NKV, HS);
+    hn_attention_prefix_forward(out2, att2, l.x[Q], l.x[K], l.x[V], NULL, NULL, NULL, 0, l.qs,
+                                l.kvs, B, T, 0, NH, NKV, HS);
     CHECK(bits_equal(out1, out2, nout) && bits_equal(att1, att2, natt),
           "prefix forward with P = 0 differs from gqa (B=%d T=%d NH=%d NKV=%d HS=%d)", B, T, NH,
           NKV, HS);
@@ -442,8 +442,8 @@ static void check_threads(int B, int T, int P, int NH, int NKV, int HS) {
         omp_set_num_threads(k + 1);
         out[k] = filled(nout, NAN), att[k] = filled(natt, NAN);
         dqkv[k] = filled(l.n[Q], NAN), dpre[k] = copy_f(l.prior[PK], l.n[PK]);
-        hn_attention_prefix_forward(out[k], att[k], l.x[Q], l.x[K], l.x[V], l.x[PK], l.x[PV], l.ps,
-                                    l.qs, l.kvs, B, T, P, NH, NKV, HS);
+        hn_attention_prefix_forward(out[k], att[k], l.x[Q], l.x[K], l.x[V], l.x[PK], l.x[PV], NULL,
+                                    l.ps, l.qs, l.kvs, B, T, P, NH, NKV, HS);
         float* dx[NBUF] = {dqkv[k], dqkv[k] + NH * HS, dqkv[k] + (NH + NKV) * HS,
                            dpre[k] + l.col0[PK], dpre[k] + l.col0[PK] + NKV * HS};
         run_backward(&l, dx, dout, att[k], B, T, P, NH, NKV, HS);
