@@ -21,5 +21,7 @@ int hn_cmd_mask(int argc, char** argv);
 int hn_cmd_export(int argc, char** argv);
 /* hone apply BASE DELTA... -o OUT.h5 */
 int hn_cmd_apply(int argc, char** argv);
+/* hone edit CKPT --subject S --prompt P --target O --cov-data DATA -o OUT.h5 */
+int hn_cmd_edit(int argc, char** argv);
 
 #endif

@@ -234,6 +234,7 @@ static const char* MAIN_HELP =
     "  mask      build or inspect partial-update masks\n"
     "  export    write a checkpoint as a sparse delta against its base\n"
     "  apply     rebuild a checkpoint from a base and sparse deltas\n"
+    "  edit      rewrite one fact with a rank-one update (ROME)\n"
     "\n"
     "`hone <command> --help` describes each command. `hone --version` prints the version.\n";
 
@@ -257,6 +258,7 @@ int main(int argc, char** argv) {
     if (strcmp(cmd, "mask") == 0) return hn_cmd_mask(argc - 2, argv + 2);
     if (strcmp(cmd, "export") == 0) return hn_cmd_export(argc - 2, argv + 2);
     if (strcmp(cmd, "apply") == 0) return hn_cmd_apply(argc - 2, argv + 2);
+    if (strcmp(cmd, "edit") == 0) return hn_cmd_edit(argc - 2, argv + 2);
     if (strcmp(cmd, "import") == 0) return hn_cmd_import(argc - 2, argv + 2);
     if (strcmp(cmd, "eval") == 0) return hn_cmd_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "generate") == 0) return hn_cmd_generate(argc - 2, argv + 2);

@@ -236,6 +236,7 @@ int hn_model_create(HnModel* m, const HnModelConfig* cfg, int maxB, int maxT) {
 
 int hn_model_create_peft(HnModel* m, const HnModelConfig* cfg, HnPeft* peft, int maxB, int maxT) {
     memset(m, 0, sizeof *m);
+    m->probe.layer = -1;
     m->peft = *peft;
     memset(peft, 0, sizeof *peft);
     m->cfg = *cfg;
@@ -434,13 +435,21 @@ double hn_model_forward_docs(HnModel* m, const int* tokens, const int* pos, cons
     int N = B * T;
     const float* prefix = hn_peft_prefix_begin(&m->peft);
     const float* residual = m->act.encoded;
-    for (int l = 0; l < c->L; l++) {
+    const int nblocks = m->stop_blocks > 0 && m->stop_blocks < c->L ? m->stop_blocks : c->L;
+    for (int l = 0; l < nblocks; l++) {
         if (llama)
             llama_block_forward(m, l, residual, prefix, B, T);
         else
             gpt2_block_forward(m, l, residual, prefix, B, T);
         residual = m->act.layer[l].res3;
+        if (l == m->probe.layer) /* adding to the stream after the block = to the MLP output */
+            for (int b = 0; b < B; b++)
+                if (m->probe.at[b] >= 0)
+                    hn_residual_forward(m->act.layer[l].res3 + ((size_t)b * T + m->probe.at[b]) * C,
+                                        m->act.layer[l].res3 + ((size_t)b * T + m->probe.at[b]) * C,
+                                        m->probe.delta, (size_t)C);
     }
+    if (nblocks < c->L) return 0.0;
     if (llama)
         hn_rmsnorm_forward(m->act.lnf, m->act.lnf_rstd, residual, w->lnfw, N, C, c->eps);
     else
@@ -557,6 +566,12 @@ void hn_model_backward(HnModel* m) {
                               : m->params.data + m->params.rows[m->peft.prefix.row_embed].offset;
     for (int l = c->L - 1; l >= m->grad_floor; l--) {
         const float* residual = l ? m->act.layer[l - 1].res3 : m->act.encoded;
+        if (l == m->probe.layer && m->probe.ddelta) /* d(MLP output) = d(stream after it) */
+            for (int b = 0; b < B; b++)
+                if (m->probe.at[b] >= 0)
+                    hn_residual_forward(m->probe.ddelta, m->probe.ddelta,
+                                        m->act.dres + ((size_t)b * T + m->probe.at[b]) * C,
+                                        (size_t)C);
         if (llama)
             llama_block_backward(m, l, residual, prefix, B, T);
         else

@@ -122,6 +122,18 @@ typedef struct {
     const int* tokens; /* of the last forward, for the backward */
     const int* pos;    /* of the last forward: positions within packed documents, or NULL */
     int* targets_virt; /* (maxB, maxT) targets with the virtual positions ignored */
+
+    /* knowledge editing (train/edit.c): with layer >= 0 the forward adds delta (C) to the
+     * MLP output of block `layer` at position at[b] of each sequence b (at[b] < 0: none),
+     * and the backward adds that position's gradient into ddelta (if not NULL); set
+     * grad_floor to the layer so the backward reaches it with everything frozen */
+    struct {
+        int layer;
+        const int* at;
+        const float* delta;
+        float* ddelta;
+    } probe;
+    int stop_blocks; /* > 0: forwards run the first stop_blocks blocks only, no logits */
 } HnModel;
 
 /* padded vocabulary: V rounded up to a multiple of 128 */
