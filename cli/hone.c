@@ -11,12 +11,15 @@
 #include "core/error.h"
 #include "data/prepare.h"
 #include "core/config.h"
+#include "train/dist.h"
 #include "train/trainer.h"
 
 #define HONE_VERSION "0.1.0"
 
 static int fail(void) {
-    fprintf(stderr, "hone: error: %s\n", hn_error_message());
+    /* with several ranks, rank 0 speaks for all (a rank's own failure goes through
+     * hn_dist_abort, which names it) */
+    if (hn_dist_rank() == 0) fprintf(stderr, "hone: error: %s\n", hn_error_message());
     return 1;
 }
 
@@ -56,6 +59,10 @@ static int cmd_train(int argc, char** argv) {
     for (int i = 0; i < argc; i++) {
         if (is_help(argv[i])) {
             fputs(TRAIN_HELP, stdout);
+            printf("\nSeveral ranks (data parallel): mpirun -np N hone train CONFIG, or srun; "
+                   "data.batch\nis per rank. %s\n",
+                   hn_dist_available() ? "This build has MPI."
+                                       : "This build has no MPI (install libopenmpi-dev).");
             return 0;
         } else if (strcmp(argv[i], "--help-config") == 0) {
             hn_config_write_doc(stdout);
@@ -252,7 +259,13 @@ int main(int argc, char** argv) {
         printf("hone %s\n", HONE_VERSION);
         return 0;
     }
-    if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2);
+    if (strcmp(cmd, "train") == 0) {
+        /* several ranks when an MPI launcher started this process (train/dist.h) */
+        if (hn_dist_init(&argc, &argv) != HN_OK) return fail();
+        int rc = cmd_train(argc - 2, argv + 2);
+        if (rc == 0) hn_dist_finalize();
+        return rc;
+    }
     if (strcmp(cmd, "prepare") == 0) return cmd_prepare(argc - 2, argv + 2);
     if (strcmp(cmd, "inspect") == 0) return hn_cmd_inspect(argc - 2, argv + 2);
     if (strcmp(cmd, "mask") == 0) return hn_cmd_mask(argc - 2, argv + 2);

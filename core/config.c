@@ -168,6 +168,10 @@ static const Key KEYS[] = {
     KEY(train, save_dtype, KEY_STR, "f32", "f32|bf16",
         "weights in checkpoints; only f32 resumes bit-exactly"),
     KEY(train, deflate, KEY_INT, "1", NULL, "zlib level of checkpoint datasets, 0 (off) to 9"),
+
+    KEY(dist, zero, KEY_INT, "0", NULL,
+        "several ranks (mpirun / srun): 1 = ZeRO-1, each rank keeps the AdamW moments of its "
+        "shard only; 0 = every rank keeps all of them"),
 };
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 
@@ -182,6 +186,7 @@ static const struct {
     {"peft", "parameter-efficient methods on a frozen base"},
     {"mask", "partial knowledge updates: which entries of the model train"},
     {"train", "the run: its length, device, output, logging, evaluation and sampling"},
+    {"dist", "data parallel across ranks (launched by mpirun or srun)"},
 };
 #define NSECTIONS ((int)(sizeof SECTIONS / sizeof SECTIONS[0]))
 
@@ -982,6 +987,11 @@ int hn_config_validate(const HnConfig* cfg) {
     NEED(cfg->mask.density > 0 && cfg->mask.density <= 1, "mask.density must be in (0, 1], got %g",
          cfg->mask.density);
     POSITIVE(cfg->mask.fish_examples, "mask.fish_examples");
+    NEED(cfg->dist.zero == 0 || cfg->dist.zero == 1, "dist.zero must be 0 or 1, got %d",
+         cfg->dist.zero);
+    NEED(!cfg->dist.zero || strcmp(cfg->mask.method, "none") == 0,
+         "dist.zero: 1 does not combine with mask.method %s (its moments follow the mask)",
+         cfg->mask.method);
     POSITIVE(cfg->mask.lt_sft_steps, "mask.lt_sft_steps");
     NEED(strcmp(cfg->mask.method, "none") == 0 || cfg->peft.methods.n == 0,
          "mask.method %s and peft methods together are not supported: a mask selects entries of "

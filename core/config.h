@@ -117,6 +117,9 @@ typedef struct {
         char save_dtype[8]; /* f32 | bf16 (weights only; bf16 does not resume bit-exactly) */
         int deflate;        /* zlib level of checkpoint datasets, 0..9 */
     } train;
+    struct {
+        int zero; /* 1: ZeRO-1, AdamW state sharded across ranks */
+    } dist;
 } HnConfig;
 
 /* fill every key with its default */

@@ -20,7 +20,7 @@ done
 
 pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libyaml-dev libcjson-dev libpcre2-dev libhdf5-dev zlib1g-dev libssl-dev)
 [ "$want_corpora" = 1 ] && pkgs+=(jargon-text)
-[ "$want_test" = 1 ] && pkgs+=(python3 python3-pip python3-h5py python3-numpy)
+[ "$want_test" = 1 ] && pkgs+=(python3 python3-pip python3-h5py python3-numpy openmpi-bin libopenmpi-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -85,8 +85,8 @@ float hn_optim_step(HnOptimizer* o, HnParamTable* t, float* grads, double grad_n
                             (0xbf58476d1ce4e5b9ULL * (uint64_t)(i + 1));
             hn_mask_bernoulli(o->keep, r->numel, c->child_p, seed);
             hn_adamw_update_keep(t->data + r->offset, grads + g, o->m + s, o->v + s, o->keep,
-                                 r->numel, lr, c->beta1, c->beta2, c->eps, wd,
-                                 scale / c->child_p, o->t);
+                                 r->numel, lr, c->beta1, c->beta2, c->eps, wd, scale / c->child_p,
+                                 o->t);
         } else if (r->mask) {
             /* a partial update: the other entries never move, not even by weight decay */
             hn_adamw_update_masked(t->data + r->offset, grads + g, o->m + s, o->v + s, r->mask,
@@ -96,6 +96,24 @@ float hn_optim_step(HnOptimizer* o, HnParamTable* t, float* grads, double grad_n
             hn_adamw_update(t->data + r->offset, grads + g, o->m + s, o->v + s, r->numel, lr,
                             c->beta1, c->beta2, c->eps, wd, scale, o->t, 1);
         }
+    }
+    return lr;
+}
+
+float hn_optim_step_range(HnOptimizer* o, HnParamTable* t, float* g, float* m, float* v, size_t lo,
+                          size_t hi, double grad_norm) {
+    const HnOptimConfig* c = &o->cfg;
+    float scale;
+    float lr = hn_optim_begin_step(o, grad_norm, &scale);
+    for (int i = 0; i < t->n; i++) {
+        const HnParamRow* r = &t->rows[i];
+        if (!r->trainable) continue;
+        size_t a = r->goff > lo ? r->goff : lo,
+               b = r->goff + r->numel < hi ? r->goff + r->numel : hi;
+        if (a >= b) continue;
+        float wd = r->decay ? c->weight_decay : 0.0f;
+        hn_adamw_update(t->data + r->offset + (a - r->goff), g + (a - lo), m + (a - lo),
+                        v + (a - lo), b - a, lr, c->beta1, c->beta2, c->eps, wd, scale, o->t, 1);
     }
     return lr;
 }

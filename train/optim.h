@@ -25,9 +25,9 @@ typedef struct {
 
 typedef struct {
     HnOptimConfig cfg;
-    float* m; /* first moments, in the optimizer-state layout (hn_params_layout_grads) */
-    float* v; /* second moments, likewise */
-    int t;    /* optimizer steps taken */
+    float* m;            /* first moments, in the optimizer-state layout (hn_params_layout_grads) */
+    float* v;            /* second moments, likewise */
+    int t;               /* optimizer steps taken */
     unsigned char* keep; /* Child-Tuning-F's draw for the largest row */
 } HnOptimizer;
 
@@ -44,5 +44,11 @@ float hn_optim_begin_step(HnOptimizer* o, double grad_norm, float* grad_scale);
 /* clip to cfg.clip using grad_norm, update every trainable row, zero the gradients;
  * returns the learning rate used */
 float hn_optim_step(HnOptimizer* o, HnParamTable* t, float* grads, double grad_norm);
+/* ZeRO-1: AdamW on the entries [lo, hi) of the gradient layout only (a rank's shard), with
+ * g, m, v holding those entries' gradients and moments (hi - lo floats each, g zeroed);
+ * entry by entry the same arithmetic as hn_optim_step. Rows with masks are not supported
+ * (the config refuses them). Returns the learning rate used. */
+float hn_optim_step_range(HnOptimizer* o, HnParamTable* t, float* g, float* m, float* v, size_t lo,
+                          size_t hi, double grad_norm);
 
 #endif

@@ -40,6 +40,7 @@
 #include "kernels/cuda/ops_cuda.h"
 #include "train/model_cuda.h"
 #endif
+#include "train/dist.h"
 #include "train/mask.h"
 #include "train/model.h"
 #include "train/optim.h"
@@ -152,6 +153,14 @@ typedef struct {
     int base_ref;      /* checkpoints hold only what the run trains and name the base */
     int on_gpu;        /* steps and evaluations run on the device model; the host model gets its
                         * parameters and moments back before every save and at the end */
+    /* data parallel (train/dist.h): this rank of world; lead = rank 0, which alone logs,
+     * evaluates and writes. Each rank reads the global micro-batch (data.batch x world
+     * windows) into g* and trains on its slice. ZeRO-1: the rank updates entries
+     * [zlo, zhi) of the gradient layout with moments zm, zv and summed gradients zg */
+    int world, rank, lead, zero;
+    int *gtok, *gtgt, *gpos;
+    size_t zlo, zhi;
+    float *zg, *zm, *zv;
 #ifdef HONE_HAVE_CUDA
     HnCudaModel gpu;
 #endif
@@ -309,7 +318,22 @@ static void remove_stale_temporaries(const char* dir) {
     closedir(d);
 }
 
+static int save_checkpoint_lead(Run* r, int improved, const float* m, const float* v);
+static int zero_gather_moments(Run* r, float** m, float** v);
+
+/* every rank calls this (ZeRO gathers the moments); rank 0 writes */
 static int save_checkpoint(Run* r, int improved) {
+    float *m = NULL, *v = NULL;
+    int rc = HN_OK;
+    if (r->zero) rc = zero_gather_moments(r, &m, &v);
+    if (rc == HN_OK && r->lead)
+        rc = save_checkpoint_lead(r, improved, r->zero ? m : r->opt.m, r->zero ? v : r->opt.v);
+    free(m);
+    free(v);
+    return rc;
+}
+
+static int save_checkpoint_lead(Run* r, int improved, const float* m, const float* v) {
     const HnConfig* cfg = &r->cfg;
     char dir[PATH_MAX], path[PATH_MAX], rel[64], link_path[PATH_MAX];
     snprintf(rel, sizeof rel, "ckpt/step_%06d.h5", r->step);
@@ -324,8 +348,8 @@ static int save_checkpoint(Run* r, int improved) {
                     .step = r->step,
                     .tokens = r->ntokens,
                     .params = &r->model.params,
-                    .m = r->opt.m,
-                    .v = r->opt.v,
+                    .m = m,
+                    .v = v,
                     .opt_t = r->opt.t,
                     .cursor = &cur,
                     .best_val_loss = r->best_val,
@@ -415,8 +439,22 @@ static int resume(Run* r, const char* path) {
                                r->base_ref ? HN_ROWS_BASE_TRAINABLE : HN_ROWS_BASE);
     if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "peft", t, t->data, HN_ROWS_ADDON);
     if (rc == HN_OK) rc = hn_ckpt_same_masks(f, t);
-    if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "optim/m", t, r->opt.m, HN_ROWS_STATE);
-    if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "optim/v", t, r->opt.v, HN_ROWS_STATE);
+    float *m = r->opt.m, *v = r->opt.v;
+    if (rc == HN_OK && r->zero) { /* the whole state, of which this rank keeps its shard */
+        m = hn_params_state_buffer(t);
+        v = hn_params_state_buffer(t);
+        if (!m || !v) rc = HN_ERR;
+    }
+    if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "optim/m", t, m, HN_ROWS_STATE);
+    if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "optim/v", t, v, HN_ROWS_STATE);
+    if (r->zero) {
+        if (rc == HN_OK) {
+            memcpy(r->zm, m + r->zlo, (r->zhi - r->zlo) * sizeof(float));
+            memcpy(r->zv, v + r->zlo, (r->zhi - r->zlo) * sizeof(float));
+        }
+        free(m);
+        free(v);
+    }
     if (rc == HN_OK) rc = hn_ckpt_cursor(f, &cur, &order, &best);
     if (rc == HN_OK)
         rc = hn_loader_set_cursor(&r->train, cur.epoch, cur.shard_pos, cur.window_pos,
@@ -428,7 +466,7 @@ static int resume(Run* r, const char* path) {
     r->ntokens = tokens;
     r->opt.t = (int)opt_t;
     r->best_val = best;
-    fprintf(stderr, "resumed from %s at step %d\n", path, r->step);
+    if (r->lead) fprintf(stderr, "resumed from %s at step %d\n", path, r->step);
     return HN_OK;
 }
 
@@ -444,6 +482,12 @@ static void run_free(Run* r) {
     if (r->metrics) fclose(r->metrics);
     free(r->tokens);
     free(r->pos);
+    free(r->gtok);
+    free(r->gtgt);
+    free(r->gpos);
+    free(r->zg);
+    free(r->zm);
+    free(r->zv);
     free(r->targets);
     free(r->config_text);
     hn_loader_close(&r->train);
@@ -492,8 +536,8 @@ static int open_base(Run* r, HnH5** base) {
 static int run_setup_with(Run* r, HnH5** base) {
     HnConfig* cfg = &r->cfg;
     /* the loader opens first so a missing or damaged shard is the error reported */
-    if (hn_loader_open(&r->train, cfg->data.train, cfg->data.batch, cfg->data.seq, INT_MAX,
-                       cfg->data.shuffle, (uint64_t)cfg->train.seed) != HN_OK)
+    if (hn_loader_open(&r->train, cfg->data.train, cfg->data.batch * r->world, cfg->data.seq,
+                       INT_MAX, cfg->data.shuffle, (uint64_t)cfg->train.seed) != HN_OK)
         return HN_ERR;
     int docs = strcmp(cfg->data.packing, "documents") == 0;
     if (docs && hn_loader_use_docs(&r->train) != HN_OK) return HN_ERR;
@@ -612,9 +656,29 @@ static int run_setup_with(Run* r, HnH5** base) {
     r->targets = malloc(n * sizeof(int));
     r->pos = docs ? malloc(n * sizeof(int)) : NULL;
     if (!r->tokens || !r->targets || (docs && !r->pos)) return hn_error("out of memory");
+    if (r->world > 1) { /* the global micro-batch, of which this rank trains a slice */
+        size_t g = (size_t)B * T * r->world;
+        r->gtok = malloc(g * sizeof(int));
+        r->gtgt = malloc(g * sizeof(int));
+        r->gpos = docs ? malloc(g * sizeof(int)) : NULL;
+        if (!r->gtok || !r->gtgt || (docs && !r->gpos)) return hn_error("out of memory");
+    }
+    if (r->zero) {
+        /* ZeRO-1: moments for this rank's shard of the gradient layout only */
+        size_t G = r->model.params.grad_numel;
+        hn_dist_shard(G, r->rank, &r->zlo, &r->zhi);
+        size_t k = r->zhi - r->zlo ? r->zhi - r->zlo : 1;
+        r->zg = calloc(k, sizeof(float));
+        r->zm = calloc(k, sizeof(float));
+        r->zv = calloc(k, sizeof(float));
+        if (!r->zg || !r->zm || !r->zv) return hn_error("out of memory");
+        free(r->opt.m);
+        free(r->opt.v);
+        r->opt.m = r->opt.v = NULL;
+    }
     r->best_val = NAN;
     if (!(r->config_text = config_to_text(cfg))) return hn_error("cannot render the config");
-    return r->no_folder ? HN_OK : hn_mkdirs(cfg->train.out);
+    return r->no_folder || !r->lead ? HN_OK : hn_mkdirs(cfg->train.out);
 }
 
 static int run_setup(Run* r, const HnConfig* user_cfg) {
@@ -641,17 +705,105 @@ static int open_run_files(Run* r, int resumed) {
     return HN_OK;
 }
 
+/* ZeRO-1's end of a step: reduce-scatter the gradients, the global norm from the shards,
+ * AdamW on this rank's shard, then all-gather the updated entries (through the gradient
+ * buffer, in the gradient layout) into every rank's parameters */
+static int zero_step(Run* r, double loss, double* loss_out, double* norm_out, float* lr_out,
+                     size_t tokens) {
+    HnParamTable* t = &r->model.params;
+    const size_t G = t->grad_numel, k = r->zhi - r->zlo;
+    float* g = r->model.grads;
+    if (hn_dist_reduce_scatter(g, r->zg, G) != HN_OK) return HN_ERR;
+    double ss = hn_sum_squares(r->zg, k);
+    if (hn_dist_sum_doubles(&ss, 1) != HN_OK) return HN_ERR;
+    double norm = sqrt(ss);
+    if (!isfinite(loss) || !isfinite(norm))
+        return hn_error("training diverged at step %d (loss %g, gradient norm %g) — lower "
+                        "optim.lr or set optim.clip",
+                        r->step + 1, loss, norm);
+    *lr_out = hn_optim_step_range(&r->opt, t, r->zg, r->zm, r->zv, r->zlo, r->zhi, norm);
+    for (int i = 0; i < t->n; i++) { /* this rank's updated entries, in the gradient layout */
+        const HnParamRow* row = &t->rows[i];
+        if (!row->trainable) continue;
+        size_t a = row->goff > r->zlo ? row->goff : r->zlo;
+        size_t b = row->goff + row->numel < r->zhi ? row->goff + row->numel : r->zhi;
+        if (a < b) memcpy(g + a, t->data + row->offset + (a - row->goff), (b - a) * sizeof(float));
+    }
+    if (hn_dist_all_gather(g, G) != HN_OK) return HN_ERR;
+    for (int i = 0; i < t->n; i++) {
+        const HnParamRow* row = &t->rows[i];
+        if (row->trainable)
+            memcpy(t->data + row->offset, g + row->goff, row->numel * sizeof(float));
+    }
+    memset(g, 0, G * sizeof(float));
+    *loss_out = loss;
+    *norm_out = norm;
+    r->step++;
+    r->ntokens += (int64_t)tokens;
+    return HN_OK;
+}
+
+/* data parallel keeps every rank's parameters identical: checked at the end of a run by a
+ * hash of the parameter bytes (FNV-1a, 64 bits) that every rank compares with rank 0's */
+static int check_ranks_agree(Run* r) {
+    const unsigned char* p = (const unsigned char*)r->model.params.data;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < r->model.params.numel * sizeof(float); i++)
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    uint64_t h0 = h;
+    if (hn_dist_broadcast(&h0, sizeof h0) != HN_OK) return HN_ERR;
+    double differ = h != h0;
+    if (hn_dist_sum_doubles(&differ, 1) != HN_OK) return HN_ERR;
+    if (differ > 0)
+        return hn_error("the parameters of %d of %d ranks differ from rank 0's after step %d",
+                        (int)differ, r->world, r->step);
+    if (r->lead)
+        fprintf(stderr, "data parallel: parameters identical on all %d ranks (FNV-1a %016llx)\n",
+                r->world, (unsigned long long)h);
+    return HN_OK;
+}
+
+/* ZeRO-1: whole-layout moments from the shards (gathered to rank 0 into fresh buffers the
+ * caller frees; NULL on the other ranks, which take part all the same) */
+static int zero_gather_moments(Run* r, float** m, float** v) {
+    const size_t G = r->model.params.grad_numel, k = r->zhi - r->zlo;
+    *m = calloc(G ? G : 1, sizeof(float));
+    *v = calloc(G ? G : 1, sizeof(float));
+    if (!*m || !*v) return hn_error("out of memory gathering the optimizer state");
+    memcpy(*m + r->zlo, r->zm, k * sizeof(float));
+    memcpy(*v + r->zlo, r->zv, k * sizeof(float));
+    if (hn_dist_gather_to_root(*m, G) != HN_OK || hn_dist_gather_to_root(*v, G) != HN_OK)
+        return HN_ERR;
+    return HN_OK;
+}
+
 /* one optimizer step: accum micro-batches, clip, AdamW. Returns the step's loss or NAN */
 static int train_step(Run* r, double* loss_out, double* norm_out, float* lr_out) {
     const HnConfig* cfg = &r->cfg;
     int B = cfg->data.batch, T = cfg->data.seq, accum = cfg->optim.accum;
     size_t per_micro = (size_t)B * T, counted = 0;
-    for (int k = 0; k < accum; k++)
-        if (hn_loader_next_docs(&r->train, r->tokens + k * per_micro, r->targets + k * per_micro,
-                                r->pos ? r->pos + k * per_micro : NULL) != HN_OK)
-            return HN_ERR;
+    for (int k = 0; k < accum; k++) {
+        int* tok = r->tokens + k * per_micro;
+        int* tgt = r->targets + k * per_micro;
+        int* pos = r->pos ? r->pos + k * per_micro : NULL;
+        if (r->world == 1) {
+            if (hn_loader_next_docs(&r->train, tok, tgt, pos) != HN_OK) return HN_ERR;
+            continue;
+        }
+        /* every rank reads the global micro-batch and keeps its slice of B windows */
+        if (hn_loader_next_docs(&r->train, r->gtok, r->gtgt, r->gpos) != HN_OK) return HN_ERR;
+        size_t off = (size_t)r->rank * per_micro;
+        memcpy(tok, r->gtok + off, per_micro * sizeof(int));
+        memcpy(tgt, r->gtgt + off, per_micro * sizeof(int));
+        if (pos) memcpy(pos, r->gpos + off, per_micro * sizeof(int));
+    }
     for (size_t i = 0; i < per_micro * accum; i++)
         counted += r->targets[i] != HN_IGNORE;
+    if (r->world > 1) { /* the step's mean runs over the counted targets of every rank */
+        double c = (double)counted;
+        if (hn_dist_sum_doubles(&c, 1) != HN_OK) return HN_ERR;
+        counted = (size_t)c;
+    }
     double loss_sum = 0.0;
     /* a step whose targets are all masked still needs the (zero) gradient: scale 0 would
      * mean "no gradient" to the forward */
@@ -669,7 +821,12 @@ static int train_step(Run* r, double* loss_out, double* norm_out, float* lr_out)
             return HN_ERR;
         loss_sum += micro_sum;
     }
+    if (r->world > 1 && hn_dist_sum_doubles(&loss_sum, 1) != HN_OK) return HN_ERR;
     double loss = counted ? loss_sum / (double)counted : 0.0, norm;
+    if (r->zero) return zero_step(r, loss, loss_out, norm_out, lr_out, per_micro * accum);
+    /* data parallel: the sum of every rank's gradients (each scaled by 1 / the global count) */
+    if (r->world > 1 && hn_dist_sum_floats(r->model.grads, r->model.params.grad_numel) != HN_OK)
+        return HN_ERR;
     if (model_grad_norm(r, &norm) != HN_OK) return HN_ERR;
     if (!isfinite(loss) || !isfinite(norm))
         return hn_error("training diverged at step %d (loss %g, gradient norm %g) — lower "
@@ -692,6 +849,8 @@ int hn_train_build_masks(const HnConfig* user_cfg, const char* out) {
     Run run;
     memset(&run, 0, sizeof run);
     run.no_folder = 1;
+    run.world = 1;
+    run.lead = 1;
     int rc = run_setup(&run, user_cfg);
     HnH5* f = rc == HN_OK ? hn_h5_create(out, run.cfg.train.deflate) : NULL;
     if (rc == HN_OK && !f) rc = HN_ERR;
@@ -779,6 +938,16 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
     Run run;
     memset(&run, 0, sizeof run);
     Run* r = &run;
+    r->world = hn_dist_world();
+    r->rank = hn_dist_rank();
+    r->lead = r->rank == 0;
+    r->zero = r->world > 1 && user_cfg->dist.zero;
+    if (r->world > 1 && use_gpu) {
+        if (strcmp(user_cfg->train.device, "cuda") == 0)
+            return hn_error("several ranks run on the CPU backend only for now (NCCL comes with "
+                            "the CUDA backend) — use train.device: cpu");
+        use_gpu = 0;
+    }
     int rc = run_setup(r, user_cfg);
     char buf[PATH_MAX];
     const char* from = rc == HN_OK ? resume_path(&r->cfg, opts->resume, buf, sizeof buf) : NULL;
@@ -795,9 +964,9 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
 #else
     (void)use_gpu;
 #endif
-    if (rc == HN_OK) rc = open_run_files(r, from != NULL);
+    if (rc == HN_OK && r->lead) rc = open_run_files(r, from != NULL);
     const HnConfig* cfg = &r->cfg;
-    if (rc == HN_OK) {
+    if (rc == HN_OK && r->lead) {
         size_t nparams = 0;
         for (int i = 0; i < r->model.params.n; i++)
             nparams += r->model.params.rows[i].numel;
@@ -817,6 +986,12 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
                     pc.prefix, pc.prompt, pc.adapter);
         }
         if (r->on_gpu) fprintf(stderr, "device: cuda 0 (fp32)\n");
+        if (r->world > 1)
+            fprintf(stderr,
+                    "data parallel: %d ranks x batch %d x accum %d = %d sequences per step%s\n",
+                    r->world, cfg->data.batch, cfg->optim.accum,
+                    r->world * cfg->data.batch * cfg->optim.accum,
+                    r->zero ? "; ZeRO-1: AdamW state sharded" : "");
     }
 
     int tty = isatty(fileno(stderr));
@@ -831,10 +1006,10 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
         stopped = opts->stop_at > 0 && step == opts->stop_at && !last;
         result->steps_done = step;
         result->last_loss = loss;
-        tok_since += (size_t)cfg->data.batch * cfg->data.seq * cfg->optim.accum;
+        tok_since += (size_t)cfg->data.batch * cfg->data.seq * cfg->optim.accum * r->world;
 
         int log_now = step % cfg->train.log_every == 0 || last;
-        if (log_now || tty) {
+        if (r->lead && (log_now || tty)) {
             double t = now_s(), dt = t - t_last, elapsed = t - t_start;
             if (log_now) {
                 result->tokens_per_s = dt > 0 ? tok_since / dt : 0.0;
@@ -853,7 +1028,7 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
                     tty && !last && !stopped ? "" : "\n");
         }
         int improved = 0;
-        if (r->have_val &&
+        if (r->have_val && r->lead &&
             (last || (cfg->train.eval_every > 0 && step % cfg->train.eval_every == 0))) {
             size_t n;
             double vl = evaluate(r, &r->val, cfg->data.batch, cfg->data.seq,
@@ -877,8 +1052,12 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
             break;
         if (stopped) break;
     }
+    if (rc == HN_OK && r->world > 1) rc = check_ranks_agree(r);
     /* the host model is current here: the last step and a stop both saved, after sync_host */
-    if (rc == HN_OK && stopped) {
+    if (rc != HN_OK && r->world > 1) hn_dist_abort(hn_error_message()); /* stop every rank */
+    if (rc == HN_OK && !r->lead) {
+        /* the lead reports */
+    } else if (rc == HN_OK && stopped) {
         printf("stopped at step %d of %d: %s/ckpt/step_%06d.h5 (continue with --resume auto)\n",
                r->step, steps, cfg->train.out, r->step);
     } else if (rc == HN_OK) {
