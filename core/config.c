@@ -172,6 +172,9 @@ static const Key KEYS[] = {
     KEY(dist, zero, KEY_INT, "0", NULL,
         "several ranks (mpirun / srun): 1 = ZeRO-1, each rank keeps the AdamW moments of its "
         "shard only; 0 = every rank keeps all of them"),
+    KEY(dist, nccl, KEY_STR, "auto", "auto|always",
+        "GPU ranks sum gradients with NCCL; auto = when there are several ranks, always = "
+        "with one too (a check of the NCCL path)"),
 };
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 
@@ -989,6 +992,8 @@ int hn_config_validate(const HnConfig* cfg) {
     POSITIVE(cfg->mask.fish_examples, "mask.fish_examples");
     NEED(cfg->dist.zero == 0 || cfg->dist.zero == 1, "dist.zero must be 0 or 1, got %d",
          cfg->dist.zero);
+    NEED(!cfg->dist.zero || strcmp(cfg->train.device, "cuda") != 0,
+         "dist.zero: 1 runs on the CPU backend only for now (train.device: cpu)");
     NEED(!cfg->dist.zero || strcmp(cfg->mask.method, "none") == 0,
          "dist.zero: 1 does not combine with mask.method %s (its moments follow the mask)",
          cfg->mask.method);

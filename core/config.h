@@ -118,7 +118,8 @@ typedef struct {
         int deflate;        /* zlib level of checkpoint datasets, 0..9 */
     } train;
     struct {
-        int zero; /* 1: ZeRO-1, AdamW state sharded across ranks */
+        int zero;      /* 1: ZeRO-1, AdamW state sharded across ranks */
+        char nccl[16]; /* auto | always */
     } dist;
 } HnConfig;
 

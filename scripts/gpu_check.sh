@@ -277,6 +277,26 @@ run_benches() {
     return $rc
 }
 
+# NCCL on one rank (dist.nccl: always) must leave training bit-identical to the plain GPU
+# run: ten steps of a tiny GPT-2 on the device, both ways, compared entry by entry through
+# hone's own sparse delta (0 changed entries)
+nccl_check() {
+    cmake --build "$BUILD" -j "$JOBS" --target hone || return 1
+    local w=$RESULTS/nccl
+    rm -rf "$w" && mkdir -p "$w"
+    "$BUILD/hone" prepare "$ROOT/README.md" "$ROOT/docs/DESIGN.md" -o "$w/shards" --val 0 >/dev/null || return 1
+    cat >"$w/t.yaml" <<YAML
+model: {layers: 2, channels: 64, heads: 4, context: 64}
+data: {train: "$w/shards/train_*.bin", batch: 4, seq: 64}
+train: {steps: 10, device: cuda, sample_tokens: 0, log_every: 5}
+YAML
+    "$BUILD/hone" train "$w/t.yaml" --set train.out="$w/plain" || return 1
+    "$BUILD/hone" train "$w/t.yaml" --set train.out="$w/nccl" --set dist.nccl=always || return 1
+    "$BUILD/hone" export "$w/nccl/latest.h5" --format delta --base "$w/plain/latest.h5" \
+        -o "$w/delta.h5" --force | tee "$w/delta.txt"
+    grep -q "delta: 0 of .* rows changed" "$w/delta.txt"
+}
+
 check() {
     PREFIX=${HONE_PREFIX:-/tmp/hone-prefix}
     BUILD=${HONE_GPU_BUILD:-$ROOT/build-gpucheck}
@@ -292,6 +312,7 @@ check() {
     stage machine describe_machine
     if stage configure configure && stage build build; then
         stage test run_tests
+        stage nccl nccl_check
         if [ -n "$(gpu_benches)" ]; then
             stage bench run_benches
         else

@@ -10,6 +10,14 @@
 #ifdef HONE_HAVE_MPI
 #include <mpi.h>
 #endif
+#ifdef HONE_HAVE_NCCL
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+
+#include "kernels/cuda/ops_cuda.h"
+static ncclComm_t g_nccl;
+static int g_nccl_on = 0;
+#endif
 
 static int g_rank = 0, g_world = 1, g_local = 0, g_mpi = 0;
 
@@ -222,6 +230,45 @@ int hn_dist_barrier(void) {
         return hn_error("MPI_Barrier failed");
 #endif
     return HN_OK;
+}
+
+int hn_dist_nccl_init(void) {
+#ifdef HONE_HAVE_NCCL
+    if (g_nccl_on) return HN_OK;
+    ncclUniqueId id;
+    if (g_rank == 0 && ncclGetUniqueId(&id) != ncclSuccess)
+        return hn_error("ncclGetUniqueId failed");
+    if (hn_dist_broadcast(&id, sizeof id) != HN_OK) return HN_ERR;
+    ncclResult_t r = ncclCommInitRank(&g_nccl, g_world, id, g_rank);
+    if (r != ncclSuccess) return hn_error("ncclCommInitRank failed: %s", ncclGetErrorString(r));
+    g_nccl_on = 1;
+    return HN_OK;
+#else
+    return hn_error("this hone was built without NCCL: several GPU ranks need it");
+#endif
+}
+
+int hn_dist_nccl_sum(float* dev, size_t n) {
+#ifdef HONE_HAVE_NCCL
+    if (!g_nccl_on) return hn_error("internal: NCCL is not initialised");
+    cudaStream_t stream = (cudaStream_t)hn_cuda_stream_handle();
+    ncclResult_t r = ncclAllReduce(dev, dev, n, ncclFloat, ncclSum, g_nccl, stream);
+    if (r != ncclSuccess) return hn_error("ncclAllReduce failed: %s", ncclGetErrorString(r));
+    cudaError_t e = cudaStreamSynchronize(stream);
+    if (e != cudaSuccess) return hn_error("ncclAllReduce: %s", cudaGetErrorString(e));
+    return HN_OK;
+#else
+    (void)dev;
+    (void)n;
+    return hn_error("this hone was built without NCCL");
+#endif
+}
+
+void hn_dist_nccl_free(void) {
+#ifdef HONE_HAVE_NCCL
+    if (g_nccl_on) ncclCommDestroy(g_nccl);
+    g_nccl_on = 0;
+#endif
 }
 
 void hn_dist_abort(const char* msg) {

@@ -43,6 +43,15 @@ void hn_dist_shard(size_t n, int r, size_t* lo, size_t* hi);
 int hn_dist_broadcast(void* x, size_t bytes);
 /* wait for every rank */
 int hn_dist_barrier(void);
+/* GPUs (a build with CUDA and NCCL): an NCCL communicator over the ranks, rank 0's unique
+ * id broadcast through MPI (a world of one needs no MPI), on the device the CUDA backend
+ * uses (hn_cuda_init(hn_dist_local_rank()) first). HN_ERR without NCCL. */
+int hn_dist_nccl_init(void);
+/* dev[0..n) (device floats) = their sum over ranks, in place on the backend's stream; returns
+ * once the sum is complete */
+int hn_dist_nccl_sum(float* dev, size_t n);
+void hn_dist_nccl_free(void);
+
 /* print "hone: error: rank R: MSG" and stop every rank with exit status 1 (world > 1);
  * returns only in a world of one */
 void hn_dist_abort(const char* msg);

@@ -158,6 +158,7 @@ typedef struct {
      * windows) into g* and trains on its slice. ZeRO-1: the rank updates entries
      * [zlo, zhi) of the gradient layout with moments zm, zv and summed gradients zg */
     int world, rank, lead, zero;
+    int nccl; /* GPU ranks: gradients summed by NCCL on the device */
     int *gtok, *gtgt, *gpos;
     size_t zlo, zhi;
     float *zg, *zm, *zv;
@@ -498,6 +499,7 @@ static void run_free(Run* r) {
 #ifdef HONE_HAVE_CUDA
     if (r->on_gpu) hn_cuda_model_free(&r->gpu);
 #endif
+    if (r->nccl) hn_dist_nccl_free();
 }
 
 /* model.from: the base checkpoint's model section replaces the config's, and its tokenizer
@@ -824,8 +826,13 @@ static int train_step(Run* r, double* loss_out, double* norm_out, float* lr_out)
     if (r->world > 1 && hn_dist_sum_doubles(&loss_sum, 1) != HN_OK) return HN_ERR;
     double loss = counted ? loss_sum / (double)counted : 0.0, norm;
     if (r->zero) return zero_step(r, loss, loss_out, norm_out, lr_out, per_micro * accum);
-    /* data parallel: the sum of every rank's gradients (each scaled by 1 / the global count) */
-    if (r->world > 1 && hn_dist_sum_floats(r->model.grads, r->model.params.grad_numel) != HN_OK)
+        /* data parallel: the sum of every rank's gradients (each scaled by 1 / the global count) */
+#ifdef HONE_HAVE_CUDA
+    if (r->nccl && hn_dist_nccl_sum(r->gpu.grads, r->model.params.grad_numel) != HN_OK)
+        return HN_ERR;
+#endif
+    if (!r->on_gpu && r->world > 1 &&
+        hn_dist_sum_floats(r->model.grads, r->model.params.grad_numel) != HN_OK)
         return HN_ERR;
     if (model_grad_norm(r, &norm) != HN_OK) return HN_ERR;
     if (!isfinite(loss) || !isfinite(norm))
@@ -942,12 +949,11 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
     r->rank = hn_dist_rank();
     r->lead = r->rank == 0;
     r->zero = r->world > 1 && user_cfg->dist.zero;
-    if (r->world > 1 && use_gpu) {
-        if (strcmp(user_cfg->train.device, "cuda") == 0)
-            return hn_error("several ranks run on the CPU backend only for now (NCCL comes with "
-                            "the CUDA backend) — use train.device: cpu");
+    if (use_gpu && r->zero) {
+        fprintf(stderr, "ZeRO-1 runs on the CPU backend only for now: training on the CPU\n");
         use_gpu = 0;
     }
+    r->nccl = use_gpu && (r->world > 1 || strcmp(user_cfg->dist.nccl, "always") == 0);
     int rc = run_setup(r, user_cfg);
     char buf[PATH_MAX];
     const char* from = rc == HN_OK ? resume_path(&r->cfg, opts->resume, buf, sizeof buf) : NULL;
@@ -955,7 +961,8 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
 #ifdef HONE_HAVE_CUDA
     /* the device model starts from the host's initialised or resumed state */
     if (rc == HN_OK && use_gpu) {
-        rc = hn_cuda_init(0);
+        rc = hn_cuda_init(hn_dist_local_rank()); /* each rank on its machine's next GPU */
+        if (rc == HN_OK && r->nccl) rc = hn_dist_nccl_init();
         if (rc == HN_OK)
             rc = hn_cuda_model_create(&r->gpu, &r->model, r->cfg.data.batch, r->cfg.data.seq);
         r->on_gpu = 1; /* from here run_free releases the device model, even half-made */
@@ -988,9 +995,12 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
         if (r->on_gpu) fprintf(stderr, "device: cuda 0 (fp32)\n");
         if (r->world > 1)
             fprintf(stderr,
-                    "data parallel: %d ranks x batch %d x accum %d = %d sequences per step%s\n",
+                    "data parallel: %d ranks x batch %d x accum %d = %d sequences per step; "
+                    "%s of %.3f MiB of gradients per step%s\n",
                     r->world, cfg->data.batch, cfg->optim.accum,
                     r->world * cfg->data.batch * cfg->optim.accum,
+                    r->zero ? "reduce-scatter + all-gather" : "a sum",
+                    (double)r->model.params.grad_numel * sizeof(float) / (1 << 20),
                     r->zero ? "; ZeRO-1: AdamW state sharded" : "");
     }
 

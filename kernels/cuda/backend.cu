@@ -29,6 +29,10 @@ cudaStream_t hn_cuda_stream(void) {
     return g_stream;
 }
 
+extern "C" void* hn_cuda_stream_handle(void) {
+    return (void*)g_stream;
+}
+
 cublasHandle_t hn_cuda_blas(void) {
     return g_blas;
 }

@@ -27,6 +27,7 @@ void* hn_cuda_alloc(size_t bytes); /* device memory (cudaMalloc); NULL with an e
 void hn_cuda_free(void* p);
 int hn_cuda_upload(void* dst, const void* src, size_t bytes);
 int hn_cuda_download(void* dst, const void* src, size_t bytes);
+void* hn_cuda_stream_handle(void); /* the backend's cudaStream_t, for NCCL (train/dist.c) */
 
 /* ---- embeddings ---- */
 int hn_cuda_encoder_forward(float* out, const int* tokens, const float* wte, const float* wpe,
