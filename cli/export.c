@@ -1,6 +1,7 @@
 /*
- * `hone export CKPT --format delta --base BASE.h5 -o OUT.h5 [--force]`: share a fine-tune as
- * what it changed against its base (data/delta.h). The other formats are planned.
+ * `hone export CKPT --format FORMAT -o OUT`: a fine-tune as what it changed against its base
+ * (delta, data/delta.h), as one whole hone checkpoint (hdf5-merged) or as a Hugging Face
+ * folder (hf; train/export.h). peft and gguf are planned.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,20 +11,31 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "data/delta.h"
+#include "train/export.h"
 
 static const char* HELP =
     "usage: hone export CKPT.h5 --format delta --base BASE.h5 -o OUT.h5 [--force] [--deflate N]\n"
+    "       hone export CKPT.h5 --format hdf5-merged -o OUT.h5 [--force] [--deflate N]\n"
+    "       hone export CKPT.h5 --format hf -o OUT_DIR [--dtype f32|f16|bf16] [--force]\n"
     "\n"
     "Write a fine-tuned checkpoint in another form. Formats:\n"
     "  delta         the entries of CKPT's model that differ (bit for bit) from BASE's, with\n"
     "                their new values and the SHA-256 of BASE's weights: a small file for a\n"
     "                partial update (a mask: run) that `hone apply BASE DELTA -o OUT` turns\n"
     "                back into CKPT's model exactly\n"
-    "  hdf5-merged, hf, peft, gguf   not yet\n"
+    "  hdf5-merged   one whole hone checkpoint: a frozen-base run's base read in, LoRA, DoRA\n"
+    "                and IA3 folded into it; prefix, prompt and adapter rows kept as they are;\n"
+    "                no optimizer state; OUT.h5.sha256 beside it\n"
+    "  hf            a Hugging Face folder transformers loads (GPT2LMHeadModel or\n"
+    "                LlamaForCausalLM): model.safetensors, config.json, generation_config.json,\n"
+    "                tokenizer.json and tokenizer_config.json (BPE tokenizers), SHA256SUMS;\n"
+    "                add-ons must fold\n"
+    "  peft, gguf    not yet\n"
     "\n"
     "  --format F     the format (required)\n"
-    "  --base BASE    the checkpoint CKPT was fine-tuned from (same model shape)\n"
-    "  -o, --out OUT  the file to write (atomically)\n"
+    "  --base BASE    delta: the checkpoint CKPT was fine-tuned from (same model shape)\n"
+    "  -o, --out OUT  the file or folder to write (complete or not at all)\n"
+    "  --dtype D      hf: f32 (default), f16 or bf16\n"
     "  --force        replace OUT if it exists\n"
     "  --deflate N    zlib level 0..9 (default 4)\n";
 
@@ -49,7 +61,7 @@ static int same_file(const char* a, const char* b) {
 }
 
 int hn_cmd_export(int argc, char** argv) {
-    const char *ckpt = NULL, *format = NULL, *base = NULL, *out = NULL;
+    const char *ckpt = NULL, *format = NULL, *base = NULL, *out = NULL, *dtype = NULL;
     int force = 0, deflate = 4;
     for (int i = 0; i < argc; i++) {
         const char* a = argv[i];
@@ -58,7 +70,7 @@ int hn_cmd_export(int argc, char** argv) {
             return 0;
         }
         int value = !strcmp(a, "-o") || !strcmp(a, "--out") || !strcmp(a, "--format") ||
-                    !strcmp(a, "--base") || !strcmp(a, "--deflate");
+                    !strcmp(a, "--base") || !strcmp(a, "--deflate") || !strcmp(a, "--dtype");
         if (value && i + 1 >= argc) return usage("%s needs a value", a);
         if (!strcmp(a, "-o") || !strcmp(a, "--out"))
             out = argv[++i];
@@ -66,6 +78,8 @@ int hn_cmd_export(int argc, char** argv) {
             format = argv[++i];
         else if (!strcmp(a, "--base"))
             base = argv[++i];
+        else if (!strcmp(a, "--dtype"))
+            dtype = argv[++i];
         else if (!strcmp(a, "--deflate")) {
             const char* d = argv[++i];
             if (strlen(d) != 1 || d[0] < '0' || d[0] > '9')
@@ -81,18 +95,45 @@ int hn_cmd_export(int argc, char** argv) {
             ckpt = a;
     }
     if (!ckpt) return usage("%s", "export needs a checkpoint");
-    if (!format) return usage("%s", "export needs --format (delta)");
+    if (!format) return usage("%s", "export needs --format (delta, hdf5-merged or hf)");
+    if (!strcmp(format, "hdf5-merged") || !strcmp(format, "hf")) {
+        int hf = !strcmp(format, "hf");
+        HnExportDtype dt = HN_EXPORT_F32;
+        if (dtype && !strcmp(dtype, "f16"))
+            dt = HN_EXPORT_F16;
+        else if (dtype && !strcmp(dtype, "bf16"))
+            dt = HN_EXPORT_BF16;
+        else if (dtype && strcmp(dtype, "f32") != 0)
+            return usage("--dtype is f32, f16 or bf16, not '%s'", dtype);
+        if (dtype && !hf) return usage("%s", "--dtype goes with --format hf");
+        if (base) return usage("%s", "--base goes with --format delta");
+        if (!out) return usage("%s", "export needs -o OUT");
+        if (same_file(out, ckpt)) {
+            fprintf(stderr, "hone: error: %s is the input — write elsewhere\n", out);
+            return 1;
+        }
+        HnExportStats st;
+        int rc = hf ? hn_export_hf(ckpt, out, dt, force, &st)
+                    : hn_export_merged(ckpt, out, deflate, force, &st);
+        if (rc != HN_OK) {
+            fprintf(stderr, "hone: error: %s\n", hn_error_message());
+            return 1;
+        }
+        printf("%s: %d rows, %lld parameters (%d add-ons folded in, %d add-on rows kept) -> %s\n",
+               format, st.rows, st.numel, st.folded, st.kept, out);
+        return 0;
+    }
     if (strcmp(format, "delta") != 0) {
-        const char* later[] = {"hdf5-merged", "hf", "peft", "gguf"};
-        for (int i = 0; i < 4; i++)
+        const char* later[] = {"peft", "gguf"};
+        for (int i = 0; i < 2; i++)
             if (!strcmp(format, later[i])) {
                 fprintf(stderr,
-                        "hone: error: export --format %s is not yet implemented (only "
-                        "--format delta is)\n",
+                        "hone: error: export --format %s is not yet implemented (delta, "
+                        "hdf5-merged and hf are)\n",
                         format);
                 return 1;
             }
-        return usage("unknown --format '%s' (delta; hdf5-merged, hf, peft and gguf not yet)",
+        return usage("unknown --format '%s' (delta, hdf5-merged, hf; peft and gguf not yet)",
                      format);
     }
     if (!base)

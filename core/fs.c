@@ -1,12 +1,16 @@
 /* File-system helpers; see fs.h. */
 #include "core/fs.h"
 
+#define _XOPEN_SOURCE 700 /* nftw */
 #include <errno.h>
-#include <stdarg.h>
+#include <ftw.h>
 #include <limits.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/error.h"
 
@@ -35,4 +39,41 @@ int hn_mkdirs(const char* path) {
         *p = '/';
     }
     return mkdir_one(buf);
+}
+
+int hn_file_sha256(const char* path, char hex[65]) {
+    FILE* f = fopen(path, "rb");
+    if (!f) return hn_error("cannot read %s", path);
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    unsigned char buf[1 << 16];
+    size_t n;
+    while (ok && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        ok = EVP_DigestUpdate(ctx, buf, n);
+    ok = ok && !ferror(f);
+    unsigned char md[32];
+    unsigned len = 0;
+    ok = ok && EVP_DigestFinal_ex(ctx, md, &len) && len == 32;
+    EVP_MD_CTX_free(ctx);
+    fclose(f);
+    if (!ok) return hn_error("cannot hash %s", path);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    return HN_OK;
+}
+
+static int remove_one(const char* path, const struct stat* st, int flag, struct FTW* ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+int hn_remove_tree(const char* path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT ? HN_OK : hn_error("cannot stat %s", path);
+    if (!S_ISDIR(st.st_mode)) return unlink(path) == 0 ? HN_OK : hn_error("cannot remove %s", path);
+    return nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS) == 0
+               ? HN_OK
+               : hn_error("cannot remove %s", path);
 }

@@ -8,5 +8,9 @@
 int hn_path(char* out, size_t n, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
 /* create path and any missing parents (mkdir -p); HN_OK or HN_ERR */
 int hn_mkdirs(const char* path);
+/* SHA-256 of a file's bytes as 64 hex digits and a NUL */
+int hn_file_sha256(const char* path, char hex[65]);
+/* remove a file or a folder and everything in it (rm -rf); missing is fine */
+int hn_remove_tree(const char* path);
 
 #endif

@@ -104,9 +104,7 @@ static int write_all(HnH5* f, const HnCkptSave* s) {
             hn_h5_attr_f64(f, path, "density", (double)r->mask_k / (double)r->numel) != HN_OK)
             return HN_ERR;
     }
-    if (
-        hn_h5_group(f, "/optim") != HN_OK || hn_h5_group(f, "/train") != HN_OK)
-        return HN_ERR;
+    if (hn_h5_group(f, "/optim") != HN_OK || hn_h5_group(f, "/train") != HN_OK) return HN_ERR;
     if (s->m && s->v) {
         if (hn_h5_attr_i64(f, "/optim", "t", s->opt_t) != HN_OK ||
             write_rows(f, "/optim/m", s->params, s->m, HN_ROWS_STATE, HN_H5_F32) != HN_OK ||
@@ -171,9 +169,8 @@ static int read_row(HnH5* f, const char* group, const HnParamRow* r, float* dst,
         same = shape[d] == r->shape[d];
     if (state && r->mask) {
         if (ndim != 1 || shape[0] != (int64_t)r->mask_k)
-            return hn_error("%s: %s holds %lld entries, the row's mask selects %zu",
-                            hn_h5_path(f), path, ndim == 1 ? (long long)shape[0] : -1LL,
-                            r->mask_k);
+            return hn_error("%s: %s holds %lld entries, the row's mask selects %zu", hn_h5_path(f),
+                            path, ndim == 1 ? (long long)shape[0] : -1LL, r->mask_k);
         return hn_h5_read(f, path, HN_H5_F32, dst, r->mask_k);
     }
     if (!same) {
@@ -352,8 +349,8 @@ int hn_ckpt_model_sha256(HnH5* f, char hex[65]) {
     if (hn_h5_list(f, "/model", &names, &n) != HN_OK) return HN_ERR;
     qsort(names, (size_t)n, sizeof *names, cmp_names);
     EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    int rc = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ? HN_OK
-                                                               : hn_error("OpenSSL: no SHA-256");
+    int rc =
+        ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ? HN_OK : hn_error("OpenSSL: no SHA-256");
     float* buf = NULL;
     for (int i = 0; rc == HN_OK && i < n; i++) {
         char path[PATH_LEN];
@@ -395,5 +392,29 @@ int hn_ckpt_model_sha256(HnH5* f, char hex[65]) {
     EVP_MD_CTX_free(ctx);
     free(buf);
     hn_h5_free_names(names, n);
+    return rc;
+}
+
+/* the base a frozen-base checkpoint names, opened and checked against the hash it recorded;
+ * *base stays NULL for a checkpoint that holds its whole model */
+int hn_ckpt_open_base(HnH5* f, const char* path, HnH5** base) {
+    *base = NULL;
+    char *file = NULL, *sha = NULL, *text = NULL, hex[65];
+    if (hn_ckpt_base_ref(f, &file, &sha) != HN_OK) return HN_ERR;
+    if (!file) return HN_OK;
+    int rc = HN_OK;
+    *base = hn_ckpt_open(file, &text);
+    free(text);
+    if (!*base)
+        rc = hn_error("%s holds add-ons on the base %s, which cannot be opened (%s)", path, file,
+                      hn_error_message());
+    else if (hn_ckpt_model_sha256(*base, hex) != HN_OK)
+        rc = HN_ERR;
+    else if (strcmp(hex, sha) != 0)
+        rc = hn_error("%s was trained on a different %s (SHA-256 of its weights %.12s..., now "
+                      "%.12s...) — evaluate it on the base it was trained on",
+                      path, file, sha, hex);
+    free(file);
+    free(sha);
     return rc;
 }

@@ -49,15 +49,15 @@ typedef struct {
     const char* arch;
     int64_t step, tokens;
     const HnParamTable* params; /* rows -> /model */
-    const float* m, *v;         /* AdamW moments laid out like params (NULL: none saved) */
+    const float *m, *v;         /* AdamW moments laid out like params (NULL: none saved) */
     int64_t opt_t;
-    const HnCkptCursor* cursor; /* NULL: none saved */
-    double best_val_loss;       /* NAN if none */
+    const HnCkptCursor* cursor;   /* NULL: none saved */
+    double best_val_loss;         /* NAN if none */
     const HnTokenizer* tokenizer; /* NULL: "none" */
-    const char* base_file;      /* NULL, or the base checkpoint of a frozen-base run */
-    const char* base_sha256;    /* with base_file: hn_ckpt_model_sha256 of that base */
-    int bf16;                   /* store /model in bf16 */
-    int deflate;                /* 0..9 */
+    const char* base_file;        /* NULL, or the base checkpoint of a frozen-base run */
+    const char* base_sha256;      /* with base_file: hn_ckpt_model_sha256 of that base */
+    int bf16;                     /* store /model in bf16 */
+    int deflate;                  /* 0..9 */
 } HnCkptSave;
 
 /* write the checkpoint atomically (temporary file, fsync, rename) */
@@ -78,8 +78,7 @@ typedef enum {
 /* read group/<row> (group "model", "peft", "optim/m", "optim/v") into base for every row of
  * t that sel selects; a missing row or a shape that differs from the table is an error
  * naming the row */
-int hn_ckpt_read_rows(HnH5* f, const char* group, const HnParamTable* t, float* base,
-                      HnRowSel sel);
+int hn_ckpt_read_rows(HnH5* f, const char* group, const HnParamTable* t, float* base, HnRowSel sel);
 /* read one tensor /model/<name> of exactly numel floats (the eval path's loader) */
 int hn_ckpt_read_tensor(HnH5* f, const char* name, float* dst, size_t numel);
 /* the same from /<group>/<name> */
@@ -91,6 +90,9 @@ int hn_ckpt_same_masks(HnH5* f, const HnParamTable* t);
 /* the base a frozen-base checkpoint was trained on: malloc'd strings (caller frees), both
  * NULL when the checkpoint holds its whole model */
 int hn_ckpt_base_ref(HnH5* f, char** file, char** sha256);
+/* the base a frozen-base checkpoint f (read from path) names, opened and checked against
+ * the hash it recorded; *base stays NULL for a checkpoint that holds its whole model */
+int hn_ckpt_open_base(HnH5* f, const char* path, HnH5** base);
 /* SHA-256 (64 hex digits and a NUL into hex) of a checkpoint's /model group: each row's
  * name, shape and float32 values, rows in name order; the same weights give the same hash
  * whatever file (and HDF5 layout) holds them */

@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -398,4 +399,105 @@ const char* hn_safetensors_meta(const HnSafetensors* st, const char* key) {
         return NULL;
     }
     return v->valuestring;
+}
+
+/* ---- writing ---- */
+
+uint16_t hn_f32_to_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+uint16_t hn_f32_to_f16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return sign | 0x7e00u;  /* NaN */
+    if (a >= 0x477ff000u) return sign | 0x7c00u; /* rounds past 65504: infinity */
+    if (a < 0x33000001u) return sign;            /* below half the smallest subnormal */
+    int e = (int)(a >> 23) - 127;
+    uint32_t mant = (a & 0x7fffffu) | 0x800000u;
+    if (e < -14) { /* subnormal: shift the 24-bit significand into 10 bits */
+        int shift = -14 - e + 13;
+        uint32_t q = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (q & 1u))) q++;
+        return sign | (uint16_t)q;
+    }
+    uint32_t q = mant >> 13, rem = mant & 0x1fffu;
+    uint32_t h = ((uint32_t)(e + 15) << 10) | (q & 0x3ffu);
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++; /* a carry may reach the exponent */
+    return sign | (uint16_t)h;
+}
+
+int hn_safetensors_write(const char* path, const HnStOut* t, int n, HnStDtype dtype) {
+    if (dtype != HN_ST_F32 && dtype != HN_ST_F16 && dtype != HN_ST_BF16)
+        return hn_error("safetensors: can write F32, F16 or BF16 only");
+    const size_t esize = dtype == HN_ST_F32 ? 4 : 2;
+    cJSON* h = cJSON_CreateObject();
+    cJSON* meta = cJSON_AddObjectToObject(h, "__metadata__");
+    cJSON_AddStringToObject(meta, "format", "pt");
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        size_t numel = 1;
+        for (int d = 0; d < t[i].rank; d++)
+            numel *= (size_t)t[i].shape[d];
+        cJSON* e = cJSON_AddObjectToObject(h, t[i].name);
+        cJSON_AddStringToObject(e, "dtype", hn_safetensors_dtype_name(dtype));
+        cJSON* shape = cJSON_AddArrayToObject(e, "shape");
+        for (int d = 0; d < t[i].rank; d++)
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t[i].shape[d]));
+        cJSON* range = cJSON_AddArrayToObject(e, "data_offsets");
+        cJSON_AddItemToArray(range, cJSON_CreateNumber((double)off));
+        cJSON_AddItemToArray(range, cJSON_CreateNumber((double)(off + numel * esize)));
+        off += numel * esize;
+    }
+    char* text = cJSON_PrintUnformatted(h);
+    cJSON_Delete(h);
+    if (!text) return hn_error("out of memory");
+    size_t hl = strlen(text), padded = (hl + 7) / 8 * 8;
+    FILE* f = fopen(path, "wb");
+    if (!f) {
+        free(text);
+        return hn_error("cannot write %s", path);
+    }
+    unsigned char len8[8];
+    for (int b = 0; b < 8; b++)
+        len8[b] = (unsigned char)((uint64_t)padded >> (8 * b));
+    int ok = fwrite(len8, 8, 1, f) == 1 && fwrite(text, 1, hl, f) == hl;
+    for (size_t k = hl; ok && k < padded; k++)
+        ok = fputc(' ', f) != EOF;
+    free(text);
+    enum { CHUNK = 1 << 14 };
+    unsigned char buf[CHUNK * 4];
+    for (int i = 0; ok && i < n; i++) {
+        const HnStOut* x = &t[i];
+        size_t numel = 1;
+        for (int d = 0; d < x->rank; d++)
+            numel *= (size_t)x->shape[d];
+        const size_t rows = x->rank == 2 ? (size_t)x->shape[0] : 1,
+                     cols = numel / (rows ? rows : 1);
+        for (size_t at = 0; ok && at < numel; at += CHUNK) {
+            size_t k = numel - at < CHUNK ? numel - at : CHUNK;
+            for (size_t j = 0; j < k; j++) {
+                size_t idx = at + j;
+                /* stored (rows, cols) element (r, c) is the source's (c, r) */
+                float v = x->transpose ? x->data[(idx % cols) * rows + idx / cols] : x->data[idx];
+                if (dtype == HN_ST_F32) {
+                    memcpy(buf + 4 * j, &v, 4);
+                } else {
+                    uint16_t b = dtype == HN_ST_F16 ? hn_f32_to_f16(v) : hn_f32_to_bf16(v);
+                    buf[2 * j] = (unsigned char)(b & 0xff);
+                    buf[2 * j + 1] = (unsigned char)(b >> 8);
+                }
+            }
+            ok = fwrite(buf, esize, k, f) == k;
+        }
+    }
+    ok = (fflush(f) == 0) && ok;
+    ok = (fclose(f) == 0) && ok;
+    return ok ? HN_OK : hn_error("cannot write %s (disk full?)", path);
 }

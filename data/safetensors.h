@@ -6,7 +6,8 @@
  * The file is mapped read-only and every header field is checked against the bytes that
  * are really there before anything is trusted, so a truncated or hostile file is one clear
  * error naming the file (and the tensor), never a crash. Reading converts on the way out:
- * F32/F16/BF16 to float, I32/I64 to int. Writing is not supported.
+ * F32/F16/BF16 to float, I32/I64 to int. Writing (hn_safetensors_write) converts float to
+ * F32, F16 or BF16 (round to nearest even; F16 overflows to infinity as IEEE rounding does).
  */
 #ifndef HONE_SAFETENSORS_H
 #define HONE_SAFETENSORS_H
@@ -46,6 +47,23 @@ int hn_safetensors_read_i32(const HnSafetensors* st, const char* name, int32_t* 
 
 /* the "__metadata__" string stored under key; NULL (with an error recorded) if there is none */
 const char* hn_safetensors_meta(const HnSafetensors* st, const char* key);
+
+/* one tensor to write: data (numel floats, row-major for shape); a rank-2 tensor with
+ * transpose set is stored as its transpose (shape gives the stored shape) */
+typedef struct {
+    const char* name;
+    const float* data;
+    int rank;
+    int64_t shape[HN_ST_MAX_RANK];
+    int transpose;
+} HnStOut;
+
+/* write the tensors (in order) as dtype (F32, F16 or BF16) with __metadata__ {"format":
+ * "pt"} to path (written whole; the caller renames). HN_OK or HN_ERR */
+int hn_safetensors_write(const char* path, const HnStOut* t, int n, HnStDtype dtype);
+/* float to IEEE half / bfloat16 bits, round to nearest even, NaN kept NaN */
+uint16_t hn_f32_to_f16(float x);
+uint16_t hn_f32_to_bf16(float x);
 
 /* "F32", "F16", ... as the header spells it */
 const char* hn_safetensors_dtype_name(HnStDtype dtype);

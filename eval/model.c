@@ -286,30 +286,6 @@ static int read_ckpt_tensor(void* ctx, const char* name, float* dst, size_t nume
     return hn_ckpt_read_tensor(p->ckpt, name, dst, numel);
 }
 
-/* the base a frozen-base checkpoint names, opened and checked against the hash it recorded;
- * *base stays NULL for a checkpoint that holds its whole model */
-static int open_base(HnH5* f, const char* path, HnH5** base) {
-    *base = NULL;
-    char *file = NULL, *sha = NULL, *text = NULL, hex[65];
-    if (hn_ckpt_base_ref(f, &file, &sha) != HN_OK) return HN_ERR;
-    if (!file) return HN_OK;
-    int rc = HN_OK;
-    *base = hn_ckpt_open(file, &text);
-    free(text);
-    if (!*base)
-        rc = hn_error("%s holds add-ons on the base %s, which cannot be opened (%s)", path, file,
-                      hn_error_message());
-    else if (hn_ckpt_model_sha256(*base, hex) != HN_OK)
-        rc = HN_ERR;
-    else if (strcmp(hex, sha) != 0)
-        rc = hn_error("%s was trained on a different %s (SHA-256 of its weights %.12s..., now "
-                      "%.12s...) — evaluate it on the base it was trained on",
-                      path, file, sha, hex);
-    free(file);
-    free(sha);
-    return rc;
-}
-
 /* layer l's weight (and bias) of a base linear inside the eval model's stacked tensors */
 static void linear_of(HnEvalModel* m, int l, HnLinear lin, float** w, float** b) {
     const HnEvalConfig* c = &m->config;
@@ -432,7 +408,7 @@ int hn_eval_model_open(const char* ckpt_path, int max_context, HnEvalModel** m, 
     free(yaml);
     if (rc == HN_OK) rc = config_of(&cfg, ckpt_path, &c);
     CkptPair pair = {f, NULL};
-    if (rc == HN_OK) rc = open_base(f, ckpt_path, &pair.base);
+    if (rc == HN_OK) rc = hn_ckpt_open_base(f, ckpt_path, &pair.base);
     if (rc == HN_OK) {
         *m = hn_eval_model_new(&c, max_context, read_ckpt_tensor, &pair);
         if (!*m) rc = HN_ERR;

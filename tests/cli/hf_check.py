@@ -1,0 +1,47 @@
+#!/usr/bin/python3
+"""
+Test helper (Debian's /usr/bin/python3 with python3-torch and transformers): load a
+`hone export --format hf` folder with transformers and print, as one JSON line,
+  - "loss": the mean next-token negative log-likelihood of the ids in IDS_FILE (a hone
+    token shard: 1024-byte header, then uint16 ids), the first T+1 of them, T = context;
+  - "greedy": the ids of a greedy continuation of PROMPT_IDS (comma separated), N tokens;
+  - "tokens" (when the folder has a tokenizer and TEXT is given): the ids of TEXT.
+  hf_check.py DIR IDS_FILE PROMPT_IDS N [TEXT]
+"""
+import json
+import sys
+
+import numpy as np
+import torch
+import transformers
+
+
+def main():
+    d, ids_file, prompt, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    model = transformers.AutoModelForCausalLM.from_pretrained(d, torch_dtype=torch.float32)
+    model.eval()
+    cfg = model.config
+    T = getattr(cfg, "n_positions", None) or cfg.max_position_embeddings
+    raw = np.fromfile(ids_file, dtype=np.uint8)
+    version = int(np.frombuffer(raw[4:8].tobytes(), dtype=np.int32)[0])
+    ids = np.frombuffer(raw[1024:].tobytes(), dtype=np.uint16 if version == 1 else np.uint32)
+    ids = torch.tensor(ids[: T + 1].astype(np.int64))[None]
+    with torch.no_grad():
+        logits = model(ids[:, :-1]).logits.double()
+        loss = torch.nn.functional.cross_entropy(logits[0], ids[0, 1:]).item()
+        # greedy by hand: model.generate trips over Debian's torch 1.13 on Python 3.11
+        seq = [int(x) for x in prompt.split(",")]
+        greedy = []
+        for _ in range(n):
+            nxt = int(model(torch.tensor([seq])).logits[0, -1].argmax())
+            greedy.append(nxt)
+            seq.append(nxt)
+    res = {"loss": loss, "greedy": greedy}
+    if len(sys.argv) > 5:
+        tok = transformers.AutoTokenizer.from_pretrained(d)
+        res["tokens"] = tok(sys.argv[5], add_special_tokens=False)["input_ids"]
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# `hone export --format hf | hdf5-merged`, checked by transformers (Debian's python3-torch,
+# transformers 4.46): tiny GPT-2 and Llama models trained here, and a LoRA + IA3 run on a
+# frozen Llama base, exported as Hugging Face folders, give hone's loss on a window (within
+# 1e-4 nats, f32) and hone's greedy continuation (the same 16 ids); bf16 within 0.05 nats.
+# The merged checkpoint of the frozen-base run scores what the run itself scores, and its
+# SHA-256 manifest checks. SmolLM2's export carries its tokenizer: transformers tokenizes a
+# text to hone's ids and scores it as hone does. Existing outputs need --force; a failed
+# export leaves nothing behind.
+source "$(dirname "$0")/lib.sh"
+/usr/bin/python3 -c "import torch, transformers, safetensors" 2>/dev/null ||
+  skip_or_fail "/usr/bin/python3 lacks torch/transformers/safetensors (scripts/setup.sh --test)"
+CHECK="$(dirname "$0")/hf_check.py"
+cat "$HONE_SOURCE_DIR/README.md" "$HONE_SOURCE_DIR/docs/DESIGN.md" > "$WORK/text.txt"
+"$HONE" prepare "$WORK/text.txt" -o "$WORK/shards" --val 0 > /dev/null || bad "prepare"
+# one window of 64 targets: 64 bytes after the end-of-text id
+printf 'Specialization of a model to a domain, measured on held-out text.' | head -c 64 > "$WORK/win.txt"
+"$HONE" prepare "$WORK/win.txt" -o "$WORK/win" --val 0 > /dev/null || bad "prepare window"
+WIN="$WORK/win/train_000000.bin"
+
+# near their random start (init_std 0.3, two tiny steps), so greedy decoding wanders
+# through many ids instead of repeating the commonest byte
+cat > "$WORK/gpt2.yaml" <<YAML
+model: {layers: 2, channels: 64, heads: 4, context: 64, init_std: 0.3}
+data: {train: "$WORK/shards/train_*.bin", batch: 8, seq: 64}
+optim: {lr: 1e-6, warmup: 1}
+train: {steps: 2, out: "$WORK/gpt2", log_every: 1, sample_tokens: 0, threads: 2}
+YAML
+sed -e 's/model: {layers: 2, channels: 64, heads: 4, context: 64,/model: {arch: llama, layers: 2, channels: 64, heads: 4, kv_heads: 2, ffn: 160, context: 64, tied: false,/' \
+    -e "s#$WORK/gpt2\"#$WORK/llama\"#" "$WORK/gpt2.yaml" > "$WORK/llama.yaml"
+"$HONE" train "$WORK/gpt2.yaml" > /dev/null 2>&1 && ok || bad "train gpt2"
+"$HONE" train "$WORK/llama.yaml" > /dev/null 2>&1 && ok || bad "train llama"
+"$HONE" train "$WORK/llama.yaml" --set model.from="$WORK/llama/latest.h5" --set train.out="$WORK/lora" \
+  --set 'peft.methods=[lora, ia3]' --set 'peft.lora.targets=[attn.q, attn.v]' \
+  --set 'peft.ia3.targets=[attn.k, mlp.down]' --set peft.lora.rank=4 --set train.steps=30 \
+  --set optim.lr=1e-2 --set optim.warmup=2 > /dev/null 2>&1 && ok || bad "train lora + ia3"
+
+compare() { # NAME CKPT DIR [TOL]
+  local name=$1 ckpt=$2 dir=$3 tol=${4:-1e-4}
+  local hone_loss json hf_loss hf_greedy hone_greedy
+  hone_loss=$("$HONE" eval "$ckpt" --task ppl --data "$WIN" 2>/dev/null | awk '$2 == "loss" {print $3}')
+  json=$(/usr/bin/python3 "$CHECK" "$dir" "$WIN" 256,84,104,101,32 16 2>"$WORK/py.err") ||
+    { bad "$name: transformers could not load $dir: $(tail -2 "$WORK/py.err")"; return; }
+  hf_loss=$(printf '%s' "$json" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["loss"])')
+  hf_greedy=$(printf '%s' "$json" | /usr/bin/python3 -c 'import json,sys; print(",".join(map(str, json.load(sys.stdin)["greedy"])))')
+  hone_greedy=$("$HONE" generate "$ckpt" --prompt "The " --max-tokens 16 --temperature 0 2>/dev/null |
+    head -c 16 | od -An -tu1 -v | tr -s ' \n' ',' | sed 's/^,//; s/,$//')
+  echo "$name: loss hone $hone_loss, transformers $hf_loss; greedy hone [$hone_greedy] transformers [$hf_greedy]"
+  awk -v a="$hone_loss" -v b="$hf_loss" -v t="$tol" 'BEGIN {d = a - b; if (d < 0) d = -d; exit !(a != "" && d <= t)}' &&
+    ok || bad "$name: loss $hone_loss (hone) vs $hf_loss (transformers)"
+  if [ "$tol" = 1e-4 ]; then
+    [ -n "$hone_greedy" ] && [ "$hone_greedy" = "$hf_greedy" ] && ok ||
+      bad "$name: greedy continuations differ: hone [$hone_greedy] transformers [$hf_greedy]"
+  fi
+}
+
+for m in gpt2 llama lora; do
+  "$HONE" export "$WORK/$m/latest.h5" --format hf -o "$WORK/hf_$m" > /dev/null 2> "$WORK/err.txt" &&
+    ok || bad "export hf $m: $(cat "$WORK/err.txt")"
+  (cd "$WORK/hf_$m" && sha256sum -c --quiet SHA256SUMS) && ok || bad "$m: SHA256SUMS does not check"
+  compare "$m" "$WORK/$m/latest.h5" "$WORK/hf_$m"
+done
+grep -q '"LlamaForCausalLM"' "$WORK/hf_lora/config.json" && ok || bad "llama config.json"
+"$HONE" export "$WORK/llama/latest.h5" --format hf --dtype bf16 -o "$WORK/hf_bf16" > /dev/null &&
+  grep -q '"bfloat16"' "$WORK/hf_bf16/config.json" && ok || bad "bf16 export"
+compare "llama bf16" "$WORK/llama/latest.h5" "$WORK/hf_bf16" 0.05
+
+# hdf5-merged: the frozen-base run as one whole checkpoint
+"$HONE" export "$WORK/lora/latest.h5" --format hdf5-merged -o "$WORK/merged.h5" > "$WORK/out.txt" &&
+  grep -q "2 add-ons\|add-ons folded" "$WORK/out.txt" && ok || bad "export hdf5-merged: $(cat "$WORK/out.txt")"
+(cd "$WORK" && sha256sum -c --quiet merged.h5.sha256) && ok || bad "merged.h5.sha256 does not check"
+a=$("$HONE" eval "$WORK/lora/latest.h5" --task ppl --data "$WIN" 2>/dev/null | awk '$2 == "loss" {print $3}')
+b=$("$HONE" eval "$WORK/merged.h5" --task ppl --data "$WIN" 2>/dev/null | awk '$2 == "loss" {print $3}')
+[ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "merged checkpoint scores $b, the run $a"
+"$HONE" inspect "$WORK/merged.h5" | grep -q "lora_A" && bad "the merged checkpoint still has LoRA rows" || ok
+
+# outputs are never replaced without --force, and failures leave nothing
+expect_fail "hf over an existing folder" 1 "exists — pass --force" -- \
+  "$HONE" export "$WORK/gpt2/latest.h5" --format hf -o "$WORK/hf_gpt2"
+"$HONE" export "$WORK/gpt2/latest.h5" --format hf -o "$WORK/hf_gpt2" --force > /dev/null && ok || bad "--force"
+"$HONE" train "$WORK/gpt2.yaml" --set model.from="$WORK/gpt2/latest.h5" --set train.out="$WORK/prefix" \
+  --set 'peft.methods=[prefix]' --set peft.prefix.length=4 --set optim.lr=1e-2 --set data.seq=60 \
+  > /dev/null 2>&1 || bad "prefix run"
+expect_fail "hf of a prefix run" 1 "do not fold" -- \
+  "$HONE" export "$WORK/prefix/latest.h5" --format hf -o "$WORK/hf_prefix"
+[ ! -e "$WORK/hf_prefix" ] && ! ls "$WORK" | grep -q '\.tmp\.' && ok || bad "a failed export left files: $(ls "$WORK")"
+"$HONE" export "$WORK/prefix/latest.h5" --format hdf5-merged -o "$WORK/prefix_merged.h5" > /dev/null && ok ||
+  bad "hdf5-merged of a prefix run"
+a=$("$HONE" eval "$WORK/prefix/latest.h5" --task ppl --data "$WIN" 2>/dev/null | awk '$2 == "loss" {print $3}')
+b=$("$HONE" eval "$WORK/prefix_merged.h5" --task ppl --data "$WIN" 2>/dev/null | awk '$2 == "loss" {print $3}')
+[ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "merged prefix checkpoint scores $b, the run $a"
+
+# SmolLM2: its tokenizer travels along
+MODEL="$HONE_SOURCE_DIR/models/smollm2.h5"
+if [ -f "$MODEL" ]; then
+  "$HONE" export "$MODEL" --format hf -o "$WORK/hf_smol" > /dev/null && ok || bad "export SmolLM2"
+  text="The mmap() system call maps files or devices into memory."
+  printf '%s' "$text" > "$WORK/smol.txt"
+  "$HONE" prepare "$WORK/smol.txt" -o "$WORK/smolwin" --tokenizer "$MODEL" --val 0 > /dev/null || bad "prepare smol"
+  # the shard starts with the end-of-text id every document starts with; the text follows
+  hone_ids=$(od -An -tu2 -v -j1026 "$WORK/smolwin/train_000000.bin" | tr -s ' \n' ',' | sed 's/^,//; s/,$//')
+  json=$(/usr/bin/python3 "$CHECK" "$WORK/hf_smol" "$WORK/smolwin/train_000000.bin" 504,2 1 "$text" 2>"$WORK/py.err") ||
+    bad "transformers on SmolLM2's export: $(tail -2 "$WORK/py.err")"
+  hf_ids=$(printf '%s' "$json" | /usr/bin/python3 -c 'import json,sys; print(",".join(map(str, json.load(sys.stdin)["tokens"])))')
+  [ "$hone_ids" = "$hf_ids" ] && ok || bad "SmolLM2 tokens: hone [$hone_ids], the exported tokenizer [$hf_ids]"
+  hf_loss=$(printf '%s' "$json" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["loss"])')
+  hone_loss=$("$HONE" eval "$MODEL" --task ppl --data "$WORK/smolwin/train_000000.bin" 2>/dev/null | awk '$2 == "loss" {print $3}')
+  echo "SmolLM2: loss hone $hone_loss, transformers on the export $hf_loss"
+  awk -v a="$hone_loss" -v b="$hf_loss" 'BEGIN {d = a - b; if (d < 0) d = -d; exit !(a != "" && d <= 1e-4)}' &&
+    ok || bad "SmolLM2 loss $hone_loss (hone) vs $hf_loss (transformers on the export)"
+else
+  skip_or_fail "$MODEL is missing (run scripts/get_model.sh)"
+fi
+finish

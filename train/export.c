@@ -1,0 +1,427 @@
+/* Exports of a checkpoint: merged hone checkpoint, Hugging Face folder; see export.h. */
+#include "train/export.h"
+
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "data/h5.h"
+#include "data/h5ckpt.h"
+#include "data/safetensors.h"
+#include "data/tokenizer.h"
+#include "train/model.h"
+#include "train/peft/peft.h"
+
+/* a checkpoint loaded whole, its foldable add-ons folded into the base rows */
+typedef struct {
+    HnConfig cfg;
+    HnModel model;
+    HnTokenizer* tok;
+    int64_t step, tokens;
+    int folded;   /* add-ons folded */
+    int foldless; /* prefix, prompt / P-tuning or adapters present (they cannot fold) */
+} Source;
+
+static void source_free(Source* s) {
+    hn_model_free(&s->model);
+    if (s->tok) hn_tokenizer_free(s->tok);
+}
+
+static int load_source(const char* ckpt, Source* s) {
+    memset(s, 0, sizeof *s);
+    char* yaml = NULL;
+    HnH5* f = hn_ckpt_open(ckpt, &yaml);
+    if (!f) return HN_ERR;
+    HnH5* base = NULL;
+    hn_config_defaults(&s->cfg);
+    int rc = hn_config_load_text(&s->cfg, yaml, ckpt);
+    free(yaml);
+    if (rc == HN_OK) rc = hn_ckpt_open_base(f, ckpt, &base);
+    HnPeft plan;
+    memset(&plan, 0, sizeof plan);
+    if (rc == HN_OK) rc = hn_peft_plan(&plan, &s->cfg);
+    if (rc == HN_OK) {
+        s->folded = plan.n;
+        s->foldless = plan.prefix.P > 0 || plan.prompt.P > 0 || plan.adapters.on;
+        HnModelConfig mc = hn_model_config_of(&s->cfg);
+        rc = hn_model_create_peft(&s->model, &mc, &plan, 1, 1);
+    }
+    HnParamTable* t = &s->model.params;
+    if (rc == HN_OK && base) {
+        rc = hn_ckpt_read_rows(base, "model", t, t->data, HN_ROWS_BASE);
+        if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "model", t, t->data, HN_ROWS_BASE_TRAINABLE);
+    } else if (rc == HN_OK) {
+        rc = hn_ckpt_read_rows(f, "model", t, t->data, HN_ROWS_BASE);
+    }
+    if (rc == HN_OK) rc = hn_ckpt_read_rows(f, "peft", t, t->data, HN_ROWS_ADDON);
+    int64_t opt_t;
+    if (rc == HN_OK) rc = hn_ckpt_counters(f, &s->step, &s->tokens, &opt_t);
+    if (rc == HN_OK) rc = hn_ckpt_tokenizer(f, &s->tok);
+    if (rc == HN_OK && !s->tok && base) rc = hn_ckpt_tokenizer(base, &s->tok);
+    /* LoRA, DoRA and IA3 into the base rows, exactly as the inference path folds them */
+    if (rc == HN_OK && s->folded) rc = hn_peft_merge(&s->model.peft, t);
+    if (base) hn_h5_close(base);
+    hn_h5_close(f);
+    return rc;
+}
+
+/* out must not exist unless force; returns the temporary path to write (out.tmp.PID) */
+static int prepare_out(const char* out, int force, char* tmp, size_t n) {
+    struct stat st;
+    if (!force && lstat(out, &st) == 0)
+        return hn_error("%s exists — pass --force to replace it", out);
+    if (hn_path(tmp, n, "%s.tmp.%d", out, (int)getpid()) != HN_OK) return HN_ERR;
+    return hn_remove_tree(tmp);
+}
+
+/* move tmp onto out (a file or a folder), replacing what was there */
+static int commit_out(const char* tmp, const char* out) {
+    struct stat st;
+    if (lstat(out, &st) == 0 && S_ISDIR(st.st_mode) && hn_remove_tree(out) != HN_OK) return HN_ERR;
+    if (rename(tmp, out) != 0) return hn_error("cannot rename %s to %s", tmp, out);
+    return HN_OK;
+}
+
+/* SHA256SUMS lines for the named files of dir (sha256sum -c reads them) */
+static int write_manifest(const char* dir, const char* manifest, const char* const* files, int n) {
+    FILE* f = fopen(manifest, "w");
+    if (!f) return hn_error("cannot write %s", manifest);
+    int rc = HN_OK;
+    for (int i = 0; rc == HN_OK && i < n; i++) {
+        char path[PATH_MAX], hex[65];
+        rc = hn_path(path, sizeof path, "%s/%s", dir, files[i]);
+        if (rc == HN_OK) rc = hn_file_sha256(path, hex);
+        if (rc == HN_OK && fprintf(f, "%s  %s\n", hex, files[i]) < 0)
+            rc = hn_error("cannot write %s", manifest);
+    }
+    if (fclose(f) != 0 && rc == HN_OK) rc = hn_error("cannot write %s", manifest);
+    return rc;
+}
+
+/* ---- hdf5-merged ---- */
+
+int hn_export_merged(const char* ckpt, const char* out, int deflate, int force, HnExportStats* st) {
+    memset(st, 0, sizeof *st);
+    char tmp[PATH_MAX], sums[PATH_MAX], sums_tmp[PATH_MAX];
+    if (prepare_out(out, force, tmp, sizeof tmp) != HN_OK) return HN_ERR;
+    if (hn_path(sums, sizeof sums, "%s.sha256", out) != HN_OK ||
+        hn_path(sums_tmp, sizeof sums_tmp, "%s.tmp", sums) != HN_OK)
+        return HN_ERR;
+    Source s;
+    int rc = load_source(ckpt, &s);
+    /* the output's config: the whole model, only the add-ons that did not fold */
+    HnConfig cfg = s.cfg;
+    cfg.model.from[0] = '\0';
+    cfg.peft.methods.n = 0;
+    for (int i = 0; i < s.cfg.peft.methods.n; i++) {
+        const char* m = s.cfg.peft.methods.item[i];
+        if (!strcmp(m, "prefix") || !strcmp(m, "prompt") || !strcmp(m, "ptuning") ||
+            !strcmp(m, "adapter"))
+            memcpy(cfg.peft.methods.item[cfg.peft.methods.n++], m, HN_STR);
+    }
+    HnModel out_model;
+    memset(&out_model, 0, sizeof out_model);
+    HnPeft plan;
+    memset(&plan, 0, sizeof plan);
+    if (rc == HN_OK) rc = hn_peft_plan(&plan, &cfg);
+    if (rc == HN_OK) {
+        HnModelConfig mc = hn_model_config_of(&cfg);
+        rc = hn_model_create_peft(&out_model, &mc, &plan, 1, 1);
+    }
+    /* every row of the output from the source's row of the same name */
+    HnParamTable* t = &out_model.params;
+    for (int i = 0; rc == HN_OK && i < t->n; i++) {
+        const HnParamRow* r = &t->rows[i];
+        int j = hn_params_find(&s.model.params, r->name);
+        if (j < 0 || s.model.params.rows[j].numel != r->numel) {
+            rc = hn_error("internal: merged row %s has no source", r->name);
+            break;
+        }
+        memcpy(t->data + r->offset, s.model.params.data + s.model.params.rows[j].offset,
+               r->numel * sizeof(float));
+        st->rows++;
+        st->kept += r->addon;
+        st->numel += (long long)r->numel;
+    }
+    st->folded = s.folded;
+    char* text = NULL;
+    size_t len = 0;
+    if (rc == HN_OK) {
+        FILE* mf = open_memstream(&text, &len);
+        rc =
+            mf && hn_config_write(&cfg, mf) == HN_OK ? HN_OK : hn_error("cannot render the config");
+        if (mf && fclose(mf) != 0) rc = hn_error("out of memory");
+    }
+    if (rc == HN_OK) {
+        HnCkptSave sv = {.config_yaml = text,
+                         .arch = cfg.model.arch,
+                         .step = s.step,
+                         .tokens = s.tokens,
+                         .params = t,
+                         .best_val_loss = NAN,
+                         .tokenizer = s.tok,
+                         .deflate = deflate};
+        rc = hn_ckpt_save(tmp, &sv);
+    }
+    char hex[65];
+    if (rc == HN_OK) rc = hn_file_sha256(tmp, hex);
+    if (rc == HN_OK) {
+        const char* slash = strrchr(out, '/');
+        FILE* f = fopen(sums_tmp, "w");
+        int ok = f && fprintf(f, "%s  %s\n", hex, slash ? slash + 1 : out) > 0;
+        if (f) ok = fclose(f) == 0 && ok;
+        if (!ok) rc = hn_error("cannot write %s", sums_tmp);
+    }
+    if (rc == HN_OK) rc = commit_out(tmp, out);
+    if (rc == HN_OK && rename(sums_tmp, sums) != 0) rc = hn_error("cannot write %s", sums);
+    if (rc != HN_OK) {
+        unlink(tmp);
+        unlink(sums_tmp);
+    }
+    free(text);
+    hn_model_free(&out_model);
+    source_free(&s);
+    return rc;
+}
+
+/* ---- hf ---- */
+
+typedef struct {
+    const char *hone, *hf;
+    int transposed;
+} HfName;
+
+/* transformers' parameter names (the inverse of train/import.c's reading) */
+static const HfName GPT2_NAMES[] = {
+    {"attn_norm.weight", "ln_1.weight", 0},       {"attn_norm.bias", "ln_1.bias", 0},
+    {"attn.qkv.weight", "attn.c_attn.weight", 1}, {"attn.qkv.bias", "attn.c_attn.bias", 0},
+    {"attn.o.weight", "attn.c_proj.weight", 1},   {"attn.o.bias", "attn.c_proj.bias", 0},
+    {"mlp_norm.weight", "ln_2.weight", 0},        {"mlp_norm.bias", "ln_2.bias", 0},
+    {"mlp.up.weight", "mlp.c_fc.weight", 1},      {"mlp.up.bias", "mlp.c_fc.bias", 0},
+    {"mlp.down.weight", "mlp.c_proj.weight", 1},  {"mlp.down.bias", "mlp.c_proj.bias", 0},
+    {"tok_embed.weight", "wte.weight", 0},        {"pos_embed.weight", "wpe.weight", 0},
+    {"final_norm.weight", "ln_f.weight", 0},      {"final_norm.bias", "ln_f.bias", 0},
+};
+static const HfName LLAMA_NAMES[] = {
+    {"attn_norm.weight", "input_layernorm.weight", 0},
+    {"attn.q.weight", "self_attn.q_proj.weight", 0},
+    {"attn.k.weight", "self_attn.k_proj.weight", 0},
+    {"attn.v.weight", "self_attn.v_proj.weight", 0},
+    {"attn.o.weight", "self_attn.o_proj.weight", 0},
+    {"mlp_norm.weight", "post_attention_layernorm.weight", 0},
+    {"mlp.gate.weight", "mlp.gate_proj.weight", 0},
+    {"mlp.up.weight", "mlp.up_proj.weight", 0},
+    {"mlp.down.weight", "mlp.down_proj.weight", 0},
+    {"tok_embed.weight", "embed_tokens.weight", 0},
+    {"final_norm.weight", "norm.weight", 0},
+    {"lm_head.weight", "lm_head.weight", 0},
+};
+
+static int hf_name(int gpt2, const char* name, char* out, size_t n, int* transposed) {
+    const HfName* names = gpt2 ? GPT2_NAMES : LLAMA_NAMES;
+    size_t count =
+        gpt2 ? sizeof GPT2_NAMES / sizeof *GPT2_NAMES : sizeof LLAMA_NAMES / sizeof *LLAMA_NAMES;
+    int layer = -1, used = 0;
+    const char* suffix = name;
+    if (sscanf(name, "layers.%d.%n", &layer, &used) == 1 && used > 0) suffix = name + used;
+    for (size_t i = 0; i < count; i++) {
+        if (strcmp(suffix, names[i].hone) != 0) continue;
+        *transposed = names[i].transposed;
+        const char* top = gpt2 ? "transformer." : !strcmp(suffix, "lm_head.weight") ? "" : "model.";
+        if (layer >= 0)
+            snprintf(out, n, "%s%s.%d.%s", top, gpt2 ? "h" : "layers", layer, names[i].hf);
+        else
+            snprintf(out, n, "%s%s", top, names[i].hf);
+        return HN_OK;
+    }
+    return hn_error("row %s has no Hugging Face name", name);
+}
+
+static int write_json(const char* path, cJSON* j) {
+    char* text = cJSON_Print(j);
+    FILE* f = text ? fopen(path, "w") : NULL;
+    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    if (f) ok = fclose(f) == 0 && ok;
+    free(text);
+    return ok ? HN_OK : hn_error("cannot write %s", path);
+}
+
+/* a float config value as its shortest decimal (1e-05, not 9.99999974737875e-06) */
+static double decimal(float x) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.7g", (double)x);
+    return strtod(buf, NULL);
+}
+
+static cJSON* hf_config(const Source* s, const char* torch_dtype) {
+    const HnModelConfig* c = &s->model.cfg;
+    int gpt2 = c->arch == HN_ARCH_GPT2;
+    cJSON* j = cJSON_CreateObject();
+    cJSON* arch = cJSON_AddArrayToObject(j, "architectures");
+    cJSON_AddItemToArray(arch, cJSON_CreateString(gpt2 ? "GPT2LMHeadModel" : "LlamaForCausalLM"));
+    cJSON_AddStringToObject(j, "model_type", gpt2 ? "gpt2" : "llama");
+    cJSON_AddNumberToObject(j, "vocab_size", c->V);
+    int eos = s->tok ? hn_tokenizer_eos(s->tok) : c->V - 1;
+    int bos = s->tok && hn_tokenizer_bos(s->tok) >= 0 ? hn_tokenizer_bos(s->tok) : eos;
+    cJSON_AddNumberToObject(j, "bos_token_id", bos);
+    cJSON_AddNumberToObject(j, "eos_token_id", eos);
+    if (gpt2) {
+        cJSON_AddNumberToObject(j, "n_embd", c->C);
+        cJSON_AddNumberToObject(j, "n_layer", c->L);
+        cJSON_AddNumberToObject(j, "n_head", c->NH);
+        cJSON_AddNumberToObject(j, "n_positions", c->maxT);
+        cJSON_AddNumberToObject(j, "n_ctx", c->maxT);
+        cJSON_AddNumberToObject(j, "n_inner", c->F);
+        cJSON_AddStringToObject(j, "activation_function", "gelu_new");
+        cJSON_AddNumberToObject(j, "layer_norm_epsilon", decimal(c->eps));
+        cJSON_AddBoolToObject(j, "tie_word_embeddings", 1);
+        cJSON_AddNumberToObject(j, "resid_pdrop", 0);
+        cJSON_AddNumberToObject(j, "embd_pdrop", 0);
+        cJSON_AddNumberToObject(j, "attn_pdrop", 0);
+    } else {
+        cJSON_AddNumberToObject(j, "hidden_size", c->C);
+        cJSON_AddNumberToObject(j, "intermediate_size", c->F);
+        cJSON_AddNumberToObject(j, "num_hidden_layers", c->L);
+        cJSON_AddNumberToObject(j, "num_attention_heads", c->NH);
+        cJSON_AddNumberToObject(j, "num_key_value_heads", c->NKV);
+        cJSON_AddNumberToObject(j, "max_position_embeddings", c->maxT);
+        cJSON_AddNumberToObject(j, "rms_norm_eps", decimal(c->eps));
+        cJSON_AddNumberToObject(j, "rope_theta", decimal(c->rope_theta));
+        cJSON_AddStringToObject(j, "hidden_act", "silu");
+        cJSON_AddBoolToObject(j, "tie_word_embeddings", !c->untied);
+        cJSON_AddBoolToObject(j, "attention_bias", 0);
+        cJSON_AddBoolToObject(j, "mlp_bias", 0);
+        cJSON_AddNumberToObject(j, "attention_dropout", 0);
+        cJSON_AddNullToObject(j, "rope_scaling");
+    }
+    cJSON_AddStringToObject(j, "torch_dtype", torch_dtype);
+    cJSON_AddBoolToObject(j, "use_cache", 1);
+    return j;
+}
+
+/* tokenizer.json as transformers' tokenizers reads it (hone's own extra object removed) and
+ * tokenizer_config.json with the special tokens and chat template hone keeps beside it */
+static int hf_tokenizer(const HnTokenizer* tok, const char* dir, const char** files, int* nfiles) {
+    char* text = hn_tokenizer_to_json(tok);
+    if (!text) return HN_ERR;
+    cJSON* j = cJSON_Parse(text);
+    free(text);
+    if (!j) return hn_error("internal: the tokenizer's JSON does not parse");
+    cJSON_DeleteItemFromObjectCaseSensitive(j, "hone");
+    char path[PATH_MAX];
+    int rc = hn_path(path, sizeof path, "%s/tokenizer.json", dir);
+    if (rc == HN_OK) rc = write_json(path, j);
+    cJSON_Delete(j);
+    if (rc != HN_OK) return rc;
+    files[(*nfiles)++] = "tokenizer.json";
+    cJSON* c = cJSON_CreateObject();
+    size_t len;
+    int eos = hn_tokenizer_eos(tok), bos = hn_tokenizer_bos(tok);
+    const char* e = hn_tokenizer_token_bytes(tok, eos, &len);
+    char buf[256];
+    snprintf(buf, sizeof buf, "%.*s", (int)(len < 255 ? len : 255), e ? e : "");
+    cJSON_AddStringToObject(c, "eos_token", buf);
+    if (bos >= 0) {
+        const char* b = hn_tokenizer_token_bytes(tok, bos, &len);
+        snprintf(buf, sizeof buf, "%.*s", (int)(len < 255 ? len : 255), b ? b : "");
+        cJSON_AddStringToObject(c, "bos_token", buf);
+    }
+    cJSON_AddBoolToObject(c, "add_bos_token", 0);
+    cJSON_AddStringToObject(c, "tokenizer_class", "PreTrainedTokenizerFast");
+    if (hn_tokenizer_chat_template(tok))
+        cJSON_AddStringToObject(c, "chat_template", hn_tokenizer_chat_template(tok));
+    rc = hn_path(path, sizeof path, "%s/tokenizer_config.json", dir);
+    if (rc == HN_OK) rc = write_json(path, c);
+    cJSON_Delete(c);
+    if (rc == HN_OK) files[(*nfiles)++] = "tokenizer_config.json";
+    return rc;
+}
+
+int hn_export_hf(const char* ckpt, const char* out, HnExportDtype dtype, int force,
+                 HnExportStats* st) {
+    memset(st, 0, sizeof *st);
+    char tmp[PATH_MAX];
+    if (prepare_out(out, force, tmp, sizeof tmp) != HN_OK) return HN_ERR;
+    Source s;
+    int rc = load_source(ckpt, &s);
+    if (rc == HN_OK && s.foldless)
+        rc = hn_error("%s has prefix, prompt or adapter rows, which do not fold into a plain "
+                      "transformers model: export it as --format hdf5-merged",
+                      ckpt);
+    const HnParamTable* t = &s.model.params;
+    const int gpt2 = s.model.cfg.arch == HN_ARCH_GPT2;
+    HnStOut* outs = rc == HN_OK ? calloc((size_t)t->n, sizeof *outs) : NULL;
+    char(*names)[160] = rc == HN_OK ? calloc((size_t)t->n, sizeof *names) : NULL;
+    if (rc == HN_OK && (!outs || !names)) rc = hn_error("out of memory");
+    int n = 0;
+    for (int i = 0; rc == HN_OK && i < t->n; i++) {
+        const HnParamRow* r = &t->rows[i];
+        if (r->addon) continue; /* folded into the base rows */
+        int transposed = 0;
+        rc = hf_name(gpt2, r->name, names[n], sizeof names[n], &transposed);
+        if (rc != HN_OK) break;
+        HnStOut* o = &outs[n++];
+        o->name = names[n - 1];
+        o->data = t->data + r->offset;
+        o->rank = r->ndim;
+        for (int d = 0; d < r->ndim; d++)
+            o->shape[d] = r->shape[d];
+        if (!strcmp(r->name, "tok_embed.weight") || !strcmp(r->name, "lm_head.weight"))
+            o->shape[0] = s.model.cfg.V; /* hone pads the vocabulary rows; HF does not */
+        if (transposed && r->ndim == 2) {
+            o->transpose = 1;
+            o->shape[0] = r->shape[1];
+            o->shape[1] = r->shape[0];
+        }
+        st->rows++;
+        st->numel += (long long)r->numel;
+    }
+    st->folded = s.folded;
+    static const char* dtype_names[] = {"float32", "float16", "bfloat16"};
+    static const HnStDtype st_types[] = {HN_ST_F32, HN_ST_F16, HN_ST_BF16};
+    const char* files[8];
+    int nfiles = 0;
+    char path[PATH_MAX];
+    if (rc == HN_OK) rc = hn_mkdirs(tmp);
+    if (rc == HN_OK) rc = hn_path(path, sizeof path, "%s/model.safetensors", tmp);
+    if (rc == HN_OK) rc = hn_safetensors_write(path, outs, n, st_types[dtype]);
+    if (rc == HN_OK) files[nfiles++] = "model.safetensors";
+    if (rc == HN_OK) {
+        cJSON* j = hf_config(&s, dtype_names[dtype]);
+        rc = hn_path(path, sizeof path, "%s/config.json", tmp);
+        if (rc == HN_OK) rc = write_json(path, j);
+        cJSON_Delete(j);
+        if (rc == HN_OK) files[nfiles++] = "config.json";
+    }
+    if (rc == HN_OK) {
+        cJSON* g = cJSON_CreateObject();
+        int eos = s.tok ? hn_tokenizer_eos(s.tok) : s.model.cfg.V - 1;
+        cJSON_AddNumberToObject(g, "eos_token_id", eos);
+        cJSON_AddNumberToObject(g, "bos_token_id",
+                                s.tok && hn_tokenizer_bos(s.tok) >= 0 ? hn_tokenizer_bos(s.tok)
+                                                                      : eos);
+        rc = hn_path(path, sizeof path, "%s/generation_config.json", tmp);
+        if (rc == HN_OK) rc = write_json(path, g);
+        cJSON_Delete(g);
+        if (rc == HN_OK) files[nfiles++] = "generation_config.json";
+    }
+    /* a BPE tokenizer travels as tokenizer.json (the byte tokenizer has no HF form) */
+    if (rc == HN_OK && s.tok && strcmp(hn_tokenizer_name(s.tok), "byte") != 0)
+        rc = hf_tokenizer(s.tok, tmp, files, &nfiles);
+    if (rc == HN_OK) rc = hn_path(path, sizeof path, "%s/SHA256SUMS", tmp);
+    if (rc == HN_OK) rc = write_manifest(tmp, path, files, nfiles);
+    if (rc == HN_OK) rc = commit_out(tmp, out);
+    if (rc != HN_OK) hn_remove_tree(tmp);
+    free(outs);
+    free(names);
+    source_free(&s);
+    return rc;
+}

@@ -1,0 +1,36 @@
+/*
+ * Exporting a checkpoint for use elsewhere (`hone export`; the sparse delta format lives in
+ * data/delta.h):
+ *   hdf5-merged  one hone checkpoint holding the whole model: a frozen-base run's base read
+ *                from the file it names (its hash checked), LoRA, DoRA and IA3 folded into
+ *                the base rows (exactly, as the inference path folds them); prefix, prompt,
+ *                P-tuning and adapter rows, which cannot fold, stay as /peft rows with their
+ *                config. No optimizer state.
+ *   hf           a Hugging Face folder: model.safetensors (F32, F16 or BF16) with
+ *                transformers' names (GPT2LMHeadModel: Conv1D matrices transposed; tied
+ *                lm_head left out as transformers ties it; LlamaForCausalLM), config.json,
+ *                generation_config.json, and the tokenizer (tokenizer.json and
+ *                tokenizer_config.json) when the checkpoint has a BPE one. Add-ons must fold.
+ * Every export writes a manifest, SHA256SUMS (sha256sum's format), beside its files. Output
+ * goes to a temporary name first and is renamed when complete, so a failure leaves nothing;
+ * an existing output is replaced only with force.
+ */
+#ifndef HONE_EXPORT_H
+#define HONE_EXPORT_H
+
+typedef enum { HN_EXPORT_F32, HN_EXPORT_F16, HN_EXPORT_BF16 } HnExportDtype;
+
+typedef struct {
+    int rows;        /* rows written */
+    int folded;      /* add-ons folded into base rows */
+    int kept;        /* add-on rows kept as they are (prefix, prompt, adapters) */
+    long long numel; /* parameters written */
+} HnExportStats;
+
+/* OUT.h5 (the file) and OUT.h5.sha256 */
+int hn_export_merged(const char* ckpt, const char* out, int deflate, int force, HnExportStats* st);
+/* OUT/ (a folder) */
+int hn_export_hf(const char* ckpt, const char* out, HnExportDtype dtype, int force,
+                 HnExportStats* st);
+
+#endif
