@@ -16,7 +16,7 @@
 static const char* HELP =
     "usage: hone export CKPT.h5 --format delta --base BASE.h5 -o OUT.h5 [--force] [--deflate N]\n"
     "       hone export CKPT.h5 --format hdf5-merged -o OUT.h5 [--force] [--deflate N]\n"
-    "       hone export CKPT.h5 --format hf -o OUT_DIR [--dtype f32|f16|bf16] [--force]\n"
+    "       hone export CKPT.h5 --format hf|peft -o OUT_DIR [--dtype f32|f16|bf16] [--force]\n"
     "\n"
     "Write a fine-tuned checkpoint in another form. Formats:\n"
     "  delta         the entries of CKPT's model that differ (bit for bit) from BASE's, with\n"
@@ -30,12 +30,15 @@ static const char* HELP =
     "                LlamaForCausalLM): model.safetensors, config.json, generation_config.json,\n"
     "                tokenizer.json and tokenizer_config.json (BPE tokenizers), SHA256SUMS;\n"
     "                add-ons must fold\n"
-    "  peft, gguf    not yet\n"
+    "  peft          a PEFT adapter folder (adapter_config.json, adapter_model.safetensors)\n"
+    "                for PeftModel.from_pretrained on the hf export of the base: LoRA (with\n"
+    "                rsLoRA, DoRA) or IA3\n"
+    "  gguf          not yet\n"
     "\n"
     "  --format F     the format (required)\n"
     "  --base BASE    delta: the checkpoint CKPT was fine-tuned from (same model shape)\n"
     "  -o, --out OUT  the file or folder to write (complete or not at all)\n"
-    "  --dtype D      hf: f32 (default), f16 or bf16\n"
+    "  --dtype D      hf, peft: f32 (default), f16 or bf16\n"
     "  --force        replace OUT if it exists\n"
     "  --deflate N    zlib level 0..9 (default 4)\n";
 
@@ -96,8 +99,8 @@ int hn_cmd_export(int argc, char** argv) {
     }
     if (!ckpt) return usage("%s", "export needs a checkpoint");
     if (!format) return usage("%s", "export needs --format (delta, hdf5-merged or hf)");
-    if (!strcmp(format, "hdf5-merged") || !strcmp(format, "hf")) {
-        int hf = !strcmp(format, "hf");
+    if (!strcmp(format, "hdf5-merged") || !strcmp(format, "hf") || !strcmp(format, "peft")) {
+        int hf = !strcmp(format, "hf") || !strcmp(format, "peft");
         HnExportDtype dt = HN_EXPORT_F32;
         if (dtype && !strcmp(dtype, "f16"))
             dt = HN_EXPORT_F16;
@@ -105,7 +108,7 @@ int hn_cmd_export(int argc, char** argv) {
             dt = HN_EXPORT_BF16;
         else if (dtype && strcmp(dtype, "f32") != 0)
             return usage("--dtype is f32, f16 or bf16, not '%s'", dtype);
-        if (dtype && !hf) return usage("%s", "--dtype goes with --format hf");
+        if (dtype && !hf) return usage("%s", "--dtype goes with --format hf or peft");
         if (base) return usage("%s", "--base goes with --format delta");
         if (!out) return usage("%s", "export needs -o OUT");
         if (same_file(out, ckpt)) {
@@ -113,8 +116,9 @@ int hn_cmd_export(int argc, char** argv) {
             return 1;
         }
         HnExportStats st;
-        int rc = hf ? hn_export_hf(ckpt, out, dt, force, &st)
-                    : hn_export_merged(ckpt, out, deflate, force, &st);
+        int rc = !strcmp(format, "peft") ? hn_export_peft(ckpt, out, dt, force, &st)
+                 : hf                    ? hn_export_hf(ckpt, out, dt, force, &st)
+                                         : hn_export_merged(ckpt, out, deflate, force, &st);
         if (rc != HN_OK) {
             fprintf(stderr, "hone: error: %s\n", hn_error_message());
             return 1;
@@ -124,17 +128,16 @@ int hn_cmd_export(int argc, char** argv) {
         return 0;
     }
     if (strcmp(format, "delta") != 0) {
-        const char* later[] = {"peft", "gguf"};
-        for (int i = 0; i < 2; i++)
+        const char* later[] = {"gguf"};
+        for (int i = 0; i < 1; i++)
             if (!strcmp(format, later[i])) {
                 fprintf(stderr,
                         "hone: error: export --format %s is not yet implemented (delta, "
-                        "hdf5-merged and hf are)\n",
+                        "hdf5-merged, hf and peft are)\n",
                         format);
                 return 1;
             }
-        return usage("unknown --format '%s' (delta, hdf5-merged, hf; peft and gguf not yet)",
-                     format);
+        return usage("unknown --format '%s' (delta, hdf5-merged, hf, peft; gguf not yet)", format);
     }
     if (!base)
         return usage("%s", "--format delta needs --base BASE.h5 (the checkpoint it was "

@@ -35,7 +35,7 @@ static void source_free(Source* s) {
     if (s->tok) hn_tokenizer_free(s->tok);
 }
 
-static int load_source(const char* ckpt, Source* s) {
+static int load_source(const char* ckpt, Source* s, int merge) {
     memset(s, 0, sizeof *s);
     char* yaml = NULL;
     HnH5* f = hn_ckpt_open(ckpt, &yaml);
@@ -67,7 +67,7 @@ static int load_source(const char* ckpt, Source* s) {
     if (rc == HN_OK) rc = hn_ckpt_tokenizer(f, &s->tok);
     if (rc == HN_OK && !s->tok && base) rc = hn_ckpt_tokenizer(base, &s->tok);
     /* LoRA, DoRA and IA3 into the base rows, exactly as the inference path folds them */
-    if (rc == HN_OK && s->folded) rc = hn_peft_merge(&s->model.peft, t);
+    if (rc == HN_OK && s->folded && merge) rc = hn_peft_merge(&s->model.peft, t);
     if (base) hn_h5_close(base);
     hn_h5_close(f);
     return rc;
@@ -116,7 +116,7 @@ int hn_export_merged(const char* ckpt, const char* out, int deflate, int force, 
         hn_path(sums_tmp, sizeof sums_tmp, "%s.tmp", sums) != HN_OK)
         return HN_ERR;
     Source s;
-    int rc = load_source(ckpt, &s);
+    int rc = load_source(ckpt, &s, 1);
     /* the output's config: the whole model, only the add-ons that did not fold */
     HnConfig cfg = s.cfg;
     cfg.model.from[0] = '\0';
@@ -351,7 +351,7 @@ int hn_export_hf(const char* ckpt, const char* out, HnExportDtype dtype, int for
     char tmp[PATH_MAX];
     if (prepare_out(out, force, tmp, sizeof tmp) != HN_OK) return HN_ERR;
     Source s;
-    int rc = load_source(ckpt, &s);
+    int rc = load_source(ckpt, &s, 1);
     if (rc == HN_OK && s.foldless)
         rc = hn_error("%s has prefix, prompt or adapter rows, which do not fold into a plain "
                       "transformers model: export it as --format hdf5-merged",
@@ -420,6 +420,144 @@ int hn_export_hf(const char* ckpt, const char* out, HnExportDtype dtype, int for
     if (rc == HN_OK) rc = write_manifest(tmp, path, files, nfiles);
     if (rc == HN_OK) rc = commit_out(tmp, out);
     if (rc != HN_OK) hn_remove_tree(tmp);
+    free(outs);
+    free(names);
+    source_free(&s);
+    return rc;
+}
+
+/* ---- peft ---- */
+
+/* transformers' module path of a linear site in layer l (no "base_model.model." prefix) */
+static int hf_module(int gpt2, int layer, HnLinear lin, char* out, size_t n) {
+    static const char* gpt2_mod[] = {[HN_LIN_QKV] = "attn.c_attn",
+                                     [HN_LIN_O] = "attn.c_proj",
+                                     [HN_LIN_UP] = "mlp.c_fc",
+                                     [HN_LIN_DOWN] = "mlp.c_proj"};
+    static const char* llama_mod[] = {
+        [HN_LIN_Q] = "self_attn.q_proj", [HN_LIN_K] = "self_attn.k_proj",
+        [HN_LIN_V] = "self_attn.v_proj", [HN_LIN_O] = "self_attn.o_proj",
+        [HN_LIN_GATE] = "mlp.gate_proj", [HN_LIN_UP] = "mlp.up_proj",
+        [HN_LIN_DOWN] = "mlp.down_proj"};
+    const char* m = NULL;
+    if (gpt2 && lin < (int)(sizeof gpt2_mod / sizeof *gpt2_mod)) m = gpt2_mod[lin];
+    if (!gpt2 && lin < (int)(sizeof llama_mod / sizeof *llama_mod)) m = llama_mod[lin];
+    if (!m) return hn_error("a linear of layer %d has no transformers module to target", layer);
+    snprintf(out, n, gpt2 ? "transformer.h.%d.%s" : "model.layers.%d.%s", layer, m);
+    return HN_OK;
+}
+
+int hn_export_peft(const char* ckpt, const char* out, HnExportDtype dtype, int force,
+                   HnExportStats* st) {
+    memset(st, 0, sizeof *st);
+    char tmp[PATH_MAX];
+    if (prepare_out(out, force, tmp, sizeof tmp) != HN_OK) return HN_ERR;
+    Source s;
+    int rc = load_source(ckpt, &s, 0);
+    const HnPeft* p = &s.model.peft;
+    const HnConfig* c = &s.cfg;
+    const int gpt2 = s.model.cfg.arch == HN_ARCH_GPT2;
+    int lora = 0, ia3 = 0;
+    for (int i = 0; rc == HN_OK && i < p->n; i++) {
+        const HnAddon* a = &p->a[i];
+        lora |= a->kind == HN_ADD_LORA || a->kind == HN_ADD_DORA;
+        ia3 |= a->kind == HN_ADD_IA3_OUT || a->kind == HN_ADD_IA3_IN;
+        if (a->off != 0 || a->out != a->base_out)
+            rc = hn_error("%s: LoRA on %s, a slice of GPT-2's fused attn.qkv, has no PEFT form "
+                          "(PEFT adapts whole modules: target attn.qkv)",
+                          ckpt, a->site);
+    }
+    if (rc == HN_OK && (s.foldless || p->bitfit))
+        rc = hn_error("%s: only LoRA, DoRA and IA3 export as PEFT adapters for now (prefix, "
+                      "prompt, adapters and BitFit: use --format hdf5-merged)",
+                      ckpt);
+    if (rc == HN_OK && lora + ia3 != 1)
+        rc = hn_error("%s: a PEFT adapter holds one method; this checkpoint has %s", ckpt,
+                      lora ? "LoRA and IA3" : "no LoRA or IA3 add-on");
+    const HnParamTable* t = &s.model.params;
+    const int per = 3; /* lora_A, lora_B, magnitude; or ia3_l */
+    HnStOut* outs = rc == HN_OK ? calloc((size_t)p->n * per + 1, sizeof *outs) : NULL;
+    char(*names)[192] = rc == HN_OK ? calloc((size_t)p->n * per + 1, sizeof *names) : NULL;
+    if (rc == HN_OK && (!outs || !names)) rc = hn_error("out of memory");
+    cJSON* targets = cJSON_CreateArray();
+    cJSON* ff = cJSON_CreateArray();
+    int n = 0;
+    char mod[128], row[160];
+    for (int i = 0; rc == HN_OK && i < p->n; i++) {
+        const HnAddon* a = &p->a[i];
+        rc = hf_module(gpt2, a->layer, a->lin, mod, sizeof mod);
+        if (rc != HN_OK) break;
+        cJSON_AddItemToArray(targets, cJSON_CreateString(mod));
+        if (a->kind == HN_ADD_IA3_IN) cJSON_AddItemToArray(ff, cJSON_CreateString(mod));
+        const char* parts[3] = {"lora_A", "lora_B", "dora_m"};
+        const char* peft_parts[3] = {"lora_A.weight", "lora_B.weight", "lora_magnitude_vector"};
+        int nparts = a->kind == HN_ADD_DORA ? 3 : a->kind == HN_ADD_LORA ? 2 : 1;
+        for (int k = 0; rc == HN_OK && k < nparts; k++) {
+            const char* part = ia3 ? "ia3" : parts[k];
+            snprintf(row, sizeof row, "layers.%d.%s.%s", a->layer, a->site, part);
+            int j = hn_params_find(t, row);
+            if (j < 0) {
+                rc = hn_error("internal: no row %s", row);
+                break;
+            }
+            const HnParamRow* r = &t->rows[j];
+            HnStOut* o = &outs[n];
+            snprintf(names[n], sizeof names[n], "base_model.model.%s.%s", mod,
+                     ia3 ? "ia3_l" : peft_parts[k]);
+            o->name = names[n];
+            o->data = t->data + r->offset;
+            if (ia3) { /* PEFT keeps (out, 1), or (1, in) on feed-forward modules */
+                o->rank = 2;
+                o->shape[0] = a->kind == HN_ADD_IA3_IN ? 1 : (int64_t)r->numel;
+                o->shape[1] = a->kind == HN_ADD_IA3_IN ? (int64_t)r->numel : 1;
+            } else {
+                o->rank = r->ndim;
+                for (int d = 0; d < r->ndim; d++)
+                    o->shape[d] = r->shape[d];
+            }
+            n++;
+            st->rows++;
+            st->numel += (long long)r->numel;
+        }
+    }
+    cJSON* cfgj = cJSON_CreateObject();
+    cJSON_AddStringToObject(cfgj, "peft_type", lora ? "LORA" : "IA3");
+    cJSON_AddStringToObject(cfgj, "task_type", "CAUSAL_LM");
+    cJSON_AddStringToObject(cfgj, "base_model_name_or_path", "");
+    cJSON_AddBoolToObject(cfgj, "inference_mode", 1);
+    cJSON_AddBoolToObject(cfgj, "fan_in_fan_out", gpt2); /* GPT-2's Conv1D */
+    cJSON_AddItemToObject(cfgj, "target_modules", targets);
+    if (lora) {
+        cJSON_AddNumberToObject(cfgj, "r", c->peft.lora.rank);
+        cJSON_AddNumberToObject(cfgj, "lora_alpha", decimal(c->peft.lora.alpha));
+        cJSON_AddNumberToObject(cfgj, "lora_dropout", decimal(c->peft.lora.dropout));
+        cJSON_AddBoolToObject(cfgj, "use_rslora", c->peft.lora.rslora);
+        cJSON_AddBoolToObject(cfgj, "use_dora", c->peft.lora.dora);
+        cJSON_AddStringToObject(cfgj, "bias", "none");
+        cJSON_AddBoolToObject(cfgj, "init_lora_weights", 1);
+        cJSON_Delete(ff);
+    } else {
+        cJSON_AddItemToObject(cfgj, "feedforward_modules", ff);
+        cJSON_AddBoolToObject(cfgj, "init_ia3_weights", 1);
+    }
+    static const HnStDtype st_types[] = {HN_ST_F32, HN_ST_F16, HN_ST_BF16};
+    const char* files[3];
+    int nfiles = 0;
+    char path[PATH_MAX];
+    if (rc == HN_OK) rc = hn_mkdirs(tmp);
+    if (rc == HN_OK) rc = hn_path(path, sizeof path, "%s/adapter_model.safetensors", tmp);
+    if (rc == HN_OK) rc = hn_safetensors_write(path, outs, n, st_types[dtype]);
+    if (rc == HN_OK) files[nfiles++] = "adapter_model.safetensors";
+    if (rc == HN_OK) rc = hn_path(path, sizeof path, "%s/adapter_config.json", tmp);
+    if (rc == HN_OK) rc = write_json(path, cfgj);
+    if (rc == HN_OK) files[nfiles++] = "adapter_config.json";
+    cJSON_Delete(cfgj);
+    if (rc == HN_OK) rc = hn_path(path, sizeof path, "%s/SHA256SUMS", tmp);
+    if (rc == HN_OK) rc = write_manifest(tmp, path, files, nfiles);
+    if (rc == HN_OK) rc = commit_out(tmp, out);
+    if (rc != HN_OK) hn_remove_tree(tmp);
+    st->folded = 0;
+    st->kept = n;
     free(outs);
     free(names);
     source_free(&s);

@@ -11,6 +11,9 @@
  *                lm_head left out as transformers ties it; LlamaForCausalLM), config.json,
  *                generation_config.json, and the tokenizer (tokenizer.json and
  *                tokenizer_config.json) when the checkpoint has a BPE one. Add-ons must fold.
+ *   peft         a PEFT adapter folder (adapter_config.json, adapter_model.safetensors with
+ *                PEFT's key names) that peft's PeftModel.from_pretrained loads onto the hf
+ *                export of the base: LoRA (rsLoRA, DoRA) or IA3, one method per adapter.
  * Every export writes a manifest, SHA256SUMS (sha256sum's format), beside its files. Output
  * goes to a temporary name first and is renamed when complete, so a failure leaves nothing;
  * an existing output is replaced only with force.
@@ -32,5 +35,9 @@ int hn_export_merged(const char* ckpt, const char* out, int deflate, int force, 
 /* OUT/ (a folder) */
 int hn_export_hf(const char* ckpt, const char* out, HnExportDtype dtype, int force,
                  HnExportStats* st);
+
+/* OUT/ (a folder) */
+int hn_export_peft(const char* ckpt, const char* out, HnExportDtype dtype, int force,
+                   HnExportStats* st);
 
 #endif

@@ -7,6 +7,8 @@ Test helper (Debian's /usr/bin/python3 with python3-torch and transformers): loa
   - "greedy": the ids of a greedy continuation of PROMPT_IDS (comma separated), N tokens;
   - "tokens" (when the folder has a tokenizer and TEXT is given): the ids of TEXT.
   hf_check.py DIR IDS_FILE PROMPT_IDS N [TEXT]
+DIR may be BASE_DIR::ADAPTER_DIR: a `hone export --format peft` adapter that peft's
+PeftModel.from_pretrained puts on the hf export BASE_DIR.
 """
 import json
 import sys
@@ -18,9 +20,16 @@ import transformers
 
 def main():
     d, ids_file, prompt, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    adapter = None
+    if "::" in d:
+        d, adapter = d.split("::")
     model = transformers.AutoModelForCausalLM.from_pretrained(d, torch_dtype=torch.float32)
+    if adapter:
+        import peft
+
+        model = peft.PeftModel.from_pretrained(model, adapter)
     model.eval()
-    cfg = model.config
+    cfg = model.config if not adapter else model.base_model.model.config
     T = getattr(cfg, "n_positions", None) or cfg.max_position_embeddings
     raw = np.fromfile(ids_file, dtype=np.uint8)
     version = int(np.frombuffer(raw[4:8].tobytes(), dtype=np.int32)[0])

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# `hone export --format hf | hdf5-merged`, checked by transformers (Debian's python3-torch,
-# transformers 4.46): tiny GPT-2 and Llama models trained here, and a LoRA + IA3 run on a
-# frozen Llama base, exported as Hugging Face folders, give hone's loss on a window (within
-# 1e-4 nats, f32) and hone's greedy continuation (the same 16 ids); bf16 within 0.05 nats.
+# `hone export --format hf | peft | hdf5-merged`, checked by transformers and peft (Debian's
+# python3-torch, transformers 4.46, peft 0.13): tiny GPT-2 and Llama models made here, and a
+# LoRA + IA3 run on a frozen Llama base, exported as Hugging Face folders, give hone's loss on
+# a window (within 1e-4 nats, f32) and hone's greedy continuation (the same 16 ids); bf16
+# within 0.05 nats. PEFT adapters (DoRA + rsLoRA, IA3, GPT-2 LoRA) loaded by PeftModel onto
+# the hf export of their base do the same.
 # The merged checkpoint of the frozen-base run scores what the run itself scores, and its
 # SHA-256 manifest checks. SmolLM2's export carries its tokenizer: transformers tokenizes a
 # text to hone's ids and scores it as hone does. Existing outputs need --force; a failed
@@ -42,9 +44,13 @@ compare() { # NAME CKPT DIR [TOL]
   json=$(/usr/bin/python3 "$CHECK" "$dir" "$WIN" 256,84,104,101,32 16 2>"$WORK/py.err") ||
     { bad "$name: transformers could not load $dir: $(tail -2 "$WORK/py.err")"; return; }
   hf_loss=$(printf '%s' "$json" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["loss"])')
-  hf_greedy=$(printf '%s' "$json" | /usr/bin/python3 -c 'import json,sys; print(",".join(map(str, json.load(sys.stdin)["greedy"])))')
-  hone_greedy=$("$HONE" generate "$ckpt" --prompt "The " --max-tokens 16 --temperature 0 2>/dev/null |
-    head -c 16 | od -An -tu1 -v | tr -s ' \n' ',' | sed 's/^,//; s/,$//')
+  # transformers' greedy ids up to the end-of-text id, where hone's generation stops
+  hf_greedy=$(printf '%s' "$json" | /usr/bin/python3 -c 'import json,sys
+g = json.load(sys.stdin)["greedy"]
+print(",".join(map(str, g[: g.index(256)] if 256 in g else g)))')
+  # the bytes hone prints (a byte model: one per id), less the newline it ends with
+  "$HONE" generate "$ckpt" --prompt "The " --max-tokens 16 --temperature 0 > "$WORK/gen.bin" 2>/dev/null
+  hone_greedy=$(head -c -1 "$WORK/gen.bin" | od -An -tu1 -v | tr -s ' \n' ',' | sed 's/^,//; s/,$//')
   echo "$name: loss hone $hone_loss, transformers $hf_loss; greedy hone [$hone_greedy] transformers [$hf_greedy]"
   awk -v a="$hone_loss" -v b="$hf_loss" -v t="$tol" 'BEGIN {d = a - b; if (d < 0) d = -d; exit !(a != "" && d <= t)}' &&
     ok || bad "$name: loss $hone_loss (hone) vs $hf_loss (transformers)"
@@ -64,6 +70,28 @@ grep -q '"LlamaForCausalLM"' "$WORK/hf_lora/config.json" && ok || bad "llama con
 "$HONE" export "$WORK/llama/latest.h5" --format hf --dtype bf16 -o "$WORK/hf_bf16" > /dev/null &&
   grep -q '"bfloat16"' "$WORK/hf_bf16/config.json" && ok || bad "bf16 export"
 compare "llama bf16" "$WORK/llama/latest.h5" "$WORK/hf_bf16" 0.05
+
+# peft: adapters that PEFT puts on the hf export of the base (DoRA with rsLoRA's scaling on
+# Llama; IA3 on Llama; LoRA on GPT-2's fused attn.qkv, a Conv1D)
+"$HONE" export "$WORK/gpt2/latest.h5" --format hf -o "$WORK/hf_gpt2_base" > /dev/null || bad "hf gpt2 base"
+peft_run() { # NAME YAML BASE_DIR SETTINGS...
+  local name=$1 yaml=$2 base=$3
+  shift 3
+  "$HONE" train "$WORK/$yaml.yaml" --set model.from="$WORK/$yaml/latest.h5" --set train.out="$WORK/$name" \
+    --set train.steps=20 --set optim.lr=1e-2 --set optim.warmup=2 "$@" > /dev/null 2>&1 &&
+    ok || bad "train $name"
+  "$HONE" export "$WORK/$name/latest.h5" --format peft -o "$WORK/peft_$name" > /dev/null 2> "$WORK/err.txt" &&
+    ok || bad "export peft $name: $(cat "$WORK/err.txt")"
+  compare "peft $name" "$WORK/$name/latest.h5" "$base::$WORK/peft_$name"
+}
+peft_run dora llama "$WORK/hf_llama" --set 'peft.methods=[lora]' --set 'peft.lora.targets=[attn.q, attn.v, mlp.down]' \
+  --set peft.lora.dora=true --set peft.lora.rslora=true --set peft.lora.rank=4
+peft_run ia3 llama "$WORK/hf_llama" --set 'peft.methods=[ia3]' --set 'peft.ia3.targets=[attn.k, attn.v, mlp.down]'
+peft_run gpt2_lora gpt2 "$WORK/hf_gpt2_base" --set 'peft.methods=[lora]' --set 'peft.lora.targets=[attn.qkv, mlp.up]' \
+  --set peft.lora.rank=4 --set peft.lora.alpha=8
+grep -q '"use_dora":[[:space:]]*true' "$WORK/peft_dora/adapter_config.json" && ok || bad "DoRA's adapter_config.json"
+expect_fail "peft of two methods" 1 "one method" -- \
+  "$HONE" export "$WORK/lora/latest.h5" --format peft -o "$WORK/peft_two"
 
 # hdf5-merged: the frozen-base run as one whole checkpoint
 "$HONE" export "$WORK/lora/latest.h5" --format hdf5-merged -o "$WORK/merged.h5" > "$WORK/out.txt" &&
