@@ -1,7 +1,7 @@
 /*
  * `hone export CKPT --format FORMAT -o OUT`: a fine-tune as what it changed against its base
  * (delta, data/delta.h), as one whole hone checkpoint (hdf5-merged) or as a Hugging Face
- * folder (hf; train/export.h). peft and gguf are planned.
+ * folder (hf), a PEFT adapter (peft) or a llama.cpp file (gguf); train/export.h.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +17,7 @@ static const char* HELP =
     "usage: hone export CKPT.h5 --format delta --base BASE.h5 -o OUT.h5 [--force] [--deflate N]\n"
     "       hone export CKPT.h5 --format hdf5-merged -o OUT.h5 [--force] [--deflate N]\n"
     "       hone export CKPT.h5 --format hf|peft -o OUT_DIR [--dtype f32|f16|bf16] [--force]\n"
+    "       hone export CKPT.h5 --format gguf -o OUT.gguf [--dtype f32|f16|q8_0] [--force]\n"
     "\n"
     "Write a fine-tuned checkpoint in another form. Formats:\n"
     "  delta         the entries of CKPT's model that differ (bit for bit) from BASE's, with\n"
@@ -33,12 +34,13 @@ static const char* HELP =
     "  peft          a PEFT adapter folder (adapter_config.json, adapter_model.safetensors)\n"
     "                for PeftModel.from_pretrained on the hf export of the base: LoRA (with\n"
     "                rsLoRA, DoRA) or IA3\n"
-    "  gguf          not yet\n"
+    "  gguf          a GGUF v3 file for llama.cpp (Llama-family models with their own BPE\n"
+    "                tokenizer): --dtype f32 (default), f16 or q8_0; OUT.sha256 beside it\n"
     "\n"
     "  --format F     the format (required)\n"
     "  --base BASE    delta: the checkpoint CKPT was fine-tuned from (same model shape)\n"
     "  -o, --out OUT  the file or folder to write (complete or not at all)\n"
-    "  --dtype D      hf, peft: f32 (default), f16 or bf16\n"
+    "  --dtype D      hf, peft: f32 (default), f16 or bf16; gguf: f32, f16 or q8_0\n"
     "  --force        replace OUT if it exists\n"
     "  --deflate N    zlib level 0..9 (default 4)\n";
 
@@ -99,6 +101,29 @@ int hn_cmd_export(int argc, char** argv) {
     }
     if (!ckpt) return usage("%s", "export needs a checkpoint");
     if (!format) return usage("%s", "export needs --format (delta, hdf5-merged or hf)");
+    if (!strcmp(format, "gguf")) {
+        HnGgufDtype dt = HN_GGUF_OUT_F32;
+        if (dtype && !strcmp(dtype, "f16"))
+            dt = HN_GGUF_OUT_F16;
+        else if (dtype && !strcmp(dtype, "q8_0"))
+            dt = HN_GGUF_OUT_Q8_0;
+        else if (dtype && strcmp(dtype, "f32") != 0)
+            return usage("gguf: --dtype is f32, f16 or q8_0, not '%s'", dtype);
+        if (base) return usage("%s", "--base goes with --format delta");
+        if (!out) return usage("%s", "export needs -o OUT.gguf");
+        if (same_file(out, ckpt)) {
+            fprintf(stderr, "hone: error: %s is the input — write elsewhere\n", out);
+            return 1;
+        }
+        HnExportStats st;
+        if (hn_export_gguf(ckpt, out, dt, force, &st) != HN_OK) {
+            fprintf(stderr, "hone: error: %s\n", hn_error_message());
+            return 1;
+        }
+        printf("gguf: %d tensors, %lld parameters (%d add-ons folded in) -> %s\n", st.rows,
+               st.numel, st.folded, out);
+        return 0;
+    }
     if (!strcmp(format, "hdf5-merged") || !strcmp(format, "hf") || !strcmp(format, "peft")) {
         int hf = !strcmp(format, "hf") || !strcmp(format, "peft");
         HnExportDtype dt = HN_EXPORT_F32;

@@ -87,4 +87,27 @@ const HnGgufTensor* hn_gguf_find_tensor(const HnGguf* g, const char* name); /* N
 int hn_gguf_dequantize(const HnGguf* g, const HnGgufTensor* t, float* dst, size_t numel);
 const char* hn_gguf_type_name(int type); /* "Q4_K", ...; "unknown" if ggml has no such type */
 
+/* ---- writing (data/gguf_write.c): GGUF version 3, alignment 32 ---- */
+
+typedef struct HnGgufWriter HnGgufWriter;
+
+HnGgufWriter* hn_gguf_writer_new(void); /* NULL with an error */
+void hn_gguf_writer_free(HnGgufWriter* w);
+/* metadata, in the order given; keys and strings are copied */
+int hn_gguf_put_str(HnGgufWriter* w, const char* key, const char* s, size_t len);
+int hn_gguf_put_u32(HnGgufWriter* w, const char* key, uint32_t v);
+int hn_gguf_put_f32(HnGgufWriter* w, const char* key, float v);
+int hn_gguf_put_bool(HnGgufWriter* w, const char* key, int v);
+/* an array of n strings (strs[i] of lens[i] bytes) or of n int32 */
+int hn_gguf_put_strs(HnGgufWriter* w, const char* key, const char* const* strs, const size_t* lens,
+                     size_t n);
+int hn_gguf_put_i32s(HnGgufWriter* w, const char* key, const int32_t* v, size_t n);
+/* a tensor of ndim dims in GGUF order (dims[0] fastest: a row's length), from data (numel
+ * floats, kept by pointer until the write), stored as HN_GGML_F32, _F16 or _Q8_0 (rows of a
+ * multiple of 32 for Q8_0) */
+int hn_gguf_put_tensor(HnGgufWriter* w, const char* name, const float* data, int ndim,
+                       const int64_t* dims, int type);
+/* the whole file to path (the caller renames it into place) */
+int hn_gguf_write(HnGgufWriter* w, const char* path);
+
 #endif

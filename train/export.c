@@ -13,6 +13,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "data/gguf.h"
 #include "data/h5.h"
 #include "data/h5ckpt.h"
 #include "data/safetensors.h"
@@ -560,6 +561,236 @@ int hn_export_peft(const char* ckpt, const char* out, HnExportDtype dtype, int f
     st->kept = n;
     free(outs);
     free(names);
+    source_free(&s);
+    return rc;
+}
+
+/* ---- gguf ---- */
+
+/* llama.cpp's tensor name of a Llama row (train/import.c reads the same names) */
+static int gguf_name_of_row(const char* name, char* out, size_t n) {
+    static const struct {
+        const char *hone, *gguf;
+    } layer_map[] = {
+        {"attn_norm.weight", "attn_norm.weight"}, {"attn.q.weight", "attn_q.weight"},
+        {"attn.k.weight", "attn_k.weight"},       {"attn.v.weight", "attn_v.weight"},
+        {"attn.o.weight", "attn_output.weight"},  {"mlp_norm.weight", "ffn_norm.weight"},
+        {"mlp.gate.weight", "ffn_gate.weight"},   {"mlp.up.weight", "ffn_up.weight"},
+        {"mlp.down.weight", "ffn_down.weight"},
+    };
+    if (!strcmp(name, "tok_embed.weight")) return snprintf(out, n, "token_embd.weight"), HN_OK;
+    if (!strcmp(name, "final_norm.weight")) return snprintf(out, n, "output_norm.weight"), HN_OK;
+    if (!strcmp(name, "lm_head.weight")) return snprintf(out, n, "output.weight"), HN_OK;
+    int layer, used = 0;
+    if (sscanf(name, "layers.%d.%n", &layer, &used) == 1 && used > 0)
+        for (size_t i = 0; i < sizeof layer_map / sizeof layer_map[0]; i++)
+            if (!strcmp(name + used, layer_map[i].hone))
+                return snprintf(out, n, "blk.%d.%s", layer, layer_map[i].gguf), HN_OK;
+    return hn_error("row %s has no GGUF name", name);
+}
+
+/* llama.cpp's Q/K row order within each head: its row 2i+j is HF's row j*HS/2 + i (the
+ * inverse of train/import.c's unpermute) */
+static float* permute_rows(const float* w, int heads, int HS, int C) {
+    float* out = malloc((size_t)heads * HS * C * sizeof(float));
+    if (!out) {
+        hn_error("out of memory");
+        return NULL;
+    }
+    for (int h = 0; h < heads; h++)
+        for (int i = 0; i < HS / 2; i++)
+            for (int j = 0; j < 2; j++)
+                memcpy(out + ((size_t)h * HS + 2 * i + j) * C,
+                       w + ((size_t)h * HS + j * HS / 2 + i) * C, (size_t)C * sizeof(float));
+    return out;
+}
+
+/* the tokenizer as GGUF metadata (tokenizer.ggml.*), from its tokenizer.json form */
+static int gguf_tokenizer(HnGgufWriter* w, const HnTokenizer* tok) {
+    char* text = hn_tokenizer_to_json(tok);
+    cJSON* j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (!j) return hn_error("internal: the tokenizer's JSON does not parse");
+    const cJSON* model = cJSON_GetObjectItemCaseSensitive(j, "model");
+    const cJSON* vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    const cJSON* merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    const cJSON* added = cJSON_GetObjectItemCaseSensitive(j, "added_tokens");
+    const cJSON* pre = cJSON_GetObjectItemCaseSensitive(j, "pre_tokenizer");
+    int V = hn_tokenizer_vocab_size(tok), rc = HN_OK;
+    const char** strs = calloc((size_t)V, sizeof *strs);
+    size_t* lens = calloc((size_t)V, sizeof *lens);
+    int32_t* types = calloc((size_t)V, sizeof *types);
+    int nm = cJSON_GetArraySize(merges);
+    const char** mstrs = calloc((size_t)nm + 1, sizeof *mstrs);
+    size_t* mlens = calloc((size_t)nm + 1, sizeof *mlens);
+    char** joined = calloc((size_t)nm + 1, sizeof *joined);
+    if (!strs || !lens || !types || !mstrs || !mlens || !joined) rc = hn_error("out of memory");
+    const cJSON* it;
+    if (rc == HN_OK && !cJSON_IsObject(vocab)) rc = hn_error("internal: no BPE vocabulary");
+    cJSON_ArrayForEach(it, vocab) {
+        int id = (int)cJSON_GetNumberValue(it);
+        if (rc == HN_OK && (id < 0 || id >= V)) rc = hn_error("internal: vocabulary id %d", id);
+        if (rc != HN_OK) break;
+        strs[id] = it->string;
+        lens[id] = strlen(it->string);
+        types[id] = 1;
+    }
+    cJSON_ArrayForEach(it, added) {
+        const cJSON* id = cJSON_GetObjectItemCaseSensitive(it, "id");
+        const cJSON* content = cJSON_GetObjectItemCaseSensitive(it, "content");
+        int k = (int)cJSON_GetNumberValue(id);
+        if (rc == HN_OK && cJSON_IsString(content) && k >= 0 && k < V) {
+            strs[k] = content->valuestring;
+            lens[k] = strlen(content->valuestring);
+            types[k] = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "special")) ? 3 : 1;
+        }
+    }
+    for (int i = 0; rc == HN_OK && i < V; i++)
+        if (!strs[i]) rc = hn_error("internal: token %d has no text", i);
+    int m = 0;
+    cJSON_ArrayForEach(it, merges) {
+        if (rc != HN_OK) break;
+        if (cJSON_IsString(it)) {
+            mstrs[m] = it->valuestring;
+        } else if (cJSON_GetArraySize(it) == 2) { /* [left, right] */
+            const char* a = cJSON_GetStringValue(cJSON_GetArrayItem(it, 0));
+            const char* b = cJSON_GetStringValue(cJSON_GetArrayItem(it, 1));
+            size_t la = a ? strlen(a) : 0, lb = b ? strlen(b) : 0;
+            if (!(joined[m] = malloc(la + lb + 2))) {
+                rc = hn_error("out of memory");
+                break;
+            }
+            snprintf(joined[m], la + lb + 2, "%s %s", a ? a : "", b ? b : "");
+            mstrs[m] = joined[m];
+        } else {
+            rc = hn_error("internal: a merge is neither \"a b\" nor [a, b]");
+            break;
+        }
+        mlens[m] = strlen(mstrs[m]);
+        m++;
+    }
+    /* Digits(individual) before ByteLevel is SmolLM2's pre-tokenizer */
+    char* pre_text = pre ? cJSON_PrintUnformatted(pre) : NULL;
+    const char* pre_name = pre_text && strstr(pre_text, "\"Digits\"") ? "smollm" : "gpt2";
+    int eos = hn_tokenizer_eos(tok), bos = hn_tokenizer_bos(tok);
+    if (rc == HN_OK) rc = hn_gguf_put_str(w, "tokenizer.ggml.model", "gpt2", 4);
+    if (rc == HN_OK) rc = hn_gguf_put_str(w, "tokenizer.ggml.pre", pre_name, strlen(pre_name));
+    if (rc == HN_OK) rc = hn_gguf_put_strs(w, "tokenizer.ggml.tokens", strs, lens, (size_t)V);
+    if (rc == HN_OK) rc = hn_gguf_put_i32s(w, "tokenizer.ggml.token_type", types, (size_t)V);
+    if (rc == HN_OK) rc = hn_gguf_put_strs(w, "tokenizer.ggml.merges", mstrs, mlens, (size_t)m);
+    if (rc == HN_OK) rc = hn_gguf_put_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)eos);
+    if (rc == HN_OK && bos >= 0)
+        rc = hn_gguf_put_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)bos);
+    if (rc == HN_OK) rc = hn_gguf_put_bool(w, "tokenizer.ggml.add_bos_token", bos >= 0);
+    if (rc == HN_OK) rc = hn_gguf_put_bool(w, "tokenizer.ggml.add_space_prefix", 0);
+    const char* tmpl = hn_tokenizer_chat_template(tok);
+    if (rc == HN_OK && tmpl) rc = hn_gguf_put_str(w, "tokenizer.chat_template", tmpl, strlen(tmpl));
+    free(pre_text);
+    for (int i = 0; joined && i < nm; i++)
+        free(joined[i]);
+    free(joined), free(mstrs), free(mlens), free(strs), free(lens), free(types);
+    cJSON_Delete(j);
+    return rc;
+}
+
+int hn_export_gguf(const char* ckpt, const char* out, HnGgufDtype dtype, int force,
+                   HnExportStats* st) {
+    memset(st, 0, sizeof *st);
+    char tmp[PATH_MAX], sums[PATH_MAX], sums_tmp[PATH_MAX];
+    if (prepare_out(out, force, tmp, sizeof tmp) != HN_OK) return HN_ERR;
+    if (hn_path(sums, sizeof sums, "%s.sha256", out) != HN_OK ||
+        hn_path(sums_tmp, sizeof sums_tmp, "%s.tmp", sums) != HN_OK)
+        return HN_ERR;
+    Source s;
+    int rc = load_source(ckpt, &s, 1);
+    const HnModelConfig* c = &s.model.cfg;
+    if (rc == HN_OK && c->arch != HN_ARCH_LLAMA)
+        rc = hn_error("%s: GGUF export covers Llama-family models (this one is GPT-2)", ckpt);
+    if (rc == HN_OK && s.foldless)
+        rc = hn_error("%s has prefix, prompt or adapter rows, which do not fold into a GGUF "
+                      "model: export it as --format hdf5-merged",
+                      ckpt);
+    if (rc == HN_OK && (!s.tok || strcmp(hn_tokenizer_name(s.tok), "byte") == 0 ||
+                        strcmp(hn_tokenizer_name(s.tok), "gpt2") == 0))
+        rc = hn_error("%s: GGUF export needs the model's own BPE tokenizer (an imported "
+                      "model's); this checkpoint has %s",
+                      ckpt, s.tok ? hn_tokenizer_name(s.tok) : "none");
+    HnGgufWriter* w = rc == HN_OK ? hn_gguf_writer_new() : NULL;
+    if (rc == HN_OK && !w) rc = HN_ERR;
+    const int HS = c->C / c->NH;
+    const char* slash = strrchr(ckpt, '/');
+    const char* base = slash ? slash + 1 : ckpt;
+    static const int file_type[] = {0, 1, 7}; /* llama.cpp: ALL_F32, MOSTLY_F16, MOSTLY_Q8_0 */
+    if (rc == HN_OK) rc = hn_gguf_put_str(w, "general.architecture", "llama", 5);
+    if (rc == HN_OK) rc = hn_gguf_put_str(w, "general.name", base, strlen(base));
+    if (rc == HN_OK) rc = hn_gguf_put_u32(w, "general.file_type", (uint32_t)file_type[dtype]);
+    if (rc == HN_OK) rc = hn_gguf_put_u32(w, "general.quantization_version", 2);
+    if (rc == HN_OK) rc = hn_gguf_put_u32(w, "llama.block_count", (uint32_t)c->L);
+    if (rc == HN_OK) rc = hn_gguf_put_u32(w, "llama.context_length", (uint32_t)c->maxT);
+    if (rc == HN_OK) rc = hn_gguf_put_u32(w, "llama.embedding_length", (uint32_t)c->C);
+    if (rc == HN_OK) rc = hn_gguf_put_u32(w, "llama.feed_forward_length", (uint32_t)c->F);
+    if (rc == HN_OK) rc = hn_gguf_put_u32(w, "llama.attention.head_count", (uint32_t)c->NH);
+    if (rc == HN_OK) rc = hn_gguf_put_u32(w, "llama.attention.head_count_kv", (uint32_t)c->NKV);
+    if (rc == HN_OK) rc = hn_gguf_put_f32(w, "llama.rope.freq_base", c->rope_theta);
+    if (rc == HN_OK) rc = hn_gguf_put_f32(w, "llama.attention.layer_norm_rms_epsilon", c->eps);
+    if (rc == HN_OK) rc = hn_gguf_put_u32(w, "llama.vocab_size", (uint32_t)c->V);
+    if (rc == HN_OK) rc = hn_gguf_put_u32(w, "llama.rope.dimension_count", (uint32_t)HS);
+    if (rc == HN_OK) rc = gguf_tokenizer(w, s.tok);
+    /* tensors: matrices in the chosen type, vectors (the norms) in F32 as llama.cpp keeps
+     * them; Q and K rows in llama.cpp's order */
+    static const int mtype[] = {HN_GGML_F32, HN_GGML_F16, HN_GGML_Q8_0};
+    const HnParamTable* t = &s.model.params;
+    float* owned[256] = {0};
+    int nowned = 0;
+    for (int i = 0; rc == HN_OK && i < t->n; i++) {
+        const HnParamRow* r = &t->rows[i];
+        if (r->addon) continue;
+        char name[128];
+        rc = gguf_name_of_row(r->name, name, sizeof name);
+        if (rc != HN_OK) break;
+        const float* data = t->data + r->offset;
+        int64_t dims[2] = {r->ndim == 2 ? r->shape[1] : r->shape[0],
+                           r->ndim == 2 ? r->shape[0] : 1};
+        if (!strcmp(r->name, "tok_embed.weight") || !strcmp(r->name, "lm_head.weight"))
+            dims[1] = c->V; /* hone's padded rows stay home */
+        int layer, used = 0;
+        if (sscanf(r->name, "layers.%d.%n", &layer, &used) == 1 &&
+            (!strcmp(r->name + used, "attn.q.weight") ||
+             !strcmp(r->name + used, "attn.k.weight"))) {
+            int heads = !strcmp(r->name + used, "attn.q.weight") ? c->NH : c->NKV;
+            float* p = nowned < 256 ? permute_rows(data, heads, HS, c->C) : NULL;
+            if (!p) {
+                rc = nowned < 256 ? HN_ERR : hn_error("internal: too many permuted rows");
+                break;
+            }
+            owned[nowned++] = p;
+            data = p;
+        }
+        int type = r->ndim == 2 ? mtype[dtype] : HN_GGML_F32;
+        rc = hn_gguf_put_tensor(w, name, data, r->ndim, dims, type);
+        st->rows++;
+        st->numel += (long long)(dims[0] * dims[1]);
+    }
+    st->folded = s.folded;
+    if (rc == HN_OK) rc = hn_gguf_write(w, tmp);
+    char hex[65];
+    if (rc == HN_OK) rc = hn_file_sha256(tmp, hex);
+    if (rc == HN_OK) {
+        const char* os = strrchr(out, '/');
+        FILE* f = fopen(sums_tmp, "w");
+        int ok = f && fprintf(f, "%s  %s\n", hex, os ? os + 1 : out) > 0;
+        if (f) ok = fclose(f) == 0 && ok;
+        if (!ok) rc = hn_error("cannot write %s", sums_tmp);
+    }
+    if (rc == HN_OK) rc = commit_out(tmp, out);
+    if (rc == HN_OK && rename(sums_tmp, sums) != 0) rc = hn_error("cannot write %s", sums);
+    if (rc != HN_OK) {
+        unlink(tmp);
+        unlink(sums_tmp);
+    }
+    for (int i = 0; i < nowned; i++)
+        free(owned[i]);
+    hn_gguf_writer_free(w);
     source_free(&s);
     return rc;
 }

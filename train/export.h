@@ -14,6 +14,10 @@
  *   peft         a PEFT adapter folder (adapter_config.json, adapter_model.safetensors with
  *                PEFT's key names) that peft's PeftModel.from_pretrained loads onto the hf
  *                export of the base: LoRA (rsLoRA, DoRA) or IA3, one method per adapter.
+ *   gguf         a GGUF v3 file for llama.cpp (Llama-family models with their BPE tokenizer):
+ *                llama.* metadata, tokenizer.ggml.* (tokens, types, merges, specials, chat
+ *                template, SmolLM2's "smollm" pre-tokenizer), tensors under llama.cpp's
+ *                names with its Q/K row order; matrices F32, F16 or Q8_0, norms F32.
  * Every export writes a manifest, SHA256SUMS (sha256sum's format), beside its files. Output
  * goes to a temporary name first and is renamed when complete, so a failure leaves nothing;
  * an existing output is replaced only with force.
@@ -22,6 +26,7 @@
 #define HONE_EXPORT_H
 
 typedef enum { HN_EXPORT_F32, HN_EXPORT_F16, HN_EXPORT_BF16 } HnExportDtype;
+typedef enum { HN_GGUF_OUT_F32, HN_GGUF_OUT_F16, HN_GGUF_OUT_Q8_0 } HnGgufDtype;
 
 typedef struct {
     int rows;        /* rows written */
@@ -36,6 +41,9 @@ int hn_export_merged(const char* ckpt, const char* out, int deflate, int force, 
 int hn_export_hf(const char* ckpt, const char* out, HnExportDtype dtype, int force,
                  HnExportStats* st);
 
+/* OUT.gguf (a file) and OUT.gguf.sha256 */
+int hn_export_gguf(const char* ckpt, const char* out, HnGgufDtype dtype, int force,
+                   HnExportStats* st);
 /* OUT/ (a folder) */
 int hn_export_peft(const char* ckpt, const char* out, HnExportDtype dtype, int force,
                    HnExportStats* st);

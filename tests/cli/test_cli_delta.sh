@@ -121,8 +121,8 @@ expect_fail "apply over an existing file" 1 "exists — pass --force" -- \
   "$HONE" apply "$BASE" "$WORK/d.h5" -o "$WORK/applied.h5"
 "$HONE" export "$WORK/ft/latest.h5" --format delta --base "$BASE" -o "$WORK/d.h5" --force > /dev/null 2>&1 &&
   ok || bad "export --force"
-expect_fail "a format not there yet" 1 "not yet" -- \
-  "$HONE" export "$WORK/ft/latest.h5" --format gguf -o "$WORK/x.gguf"
+expect_fail "an unknown format" 2 "unknown --format 'onnx'" -- \
+  "$HONE" export "$WORK/ft/latest.h5" --format onnx -o "$WORK/x.onnx"
 expect_fail "another model shape" 1 "not the same model" -- \
   "$HONE" export "$WORK/ft/latest.h5" --format delta --base "$WORK/small/latest.h5" -o "$WORK/s.h5"
 expect_fail "an add-on checkpoint" 1 "holds only what a run trained on the frozen base" -- \

@@ -136,6 +136,69 @@ if [ -f "$MODEL" ]; then
   echo "SmolLM2: loss hone $hone_loss, transformers on the export $hf_loss"
   awk -v a="$hone_loss" -v b="$hf_loss" 'BEGIN {d = a - b; if (d < 0) d = -d; exit !(a != "" && d <= 1e-4)}' &&
     ok || bad "SmolLM2 loss $hone_loss (hone) vs $hf_loss (transformers on the export)"
+
+  # gguf: hone's importer reads it back to the same weights and tokenizer; gguf-py reads it
+  "$HONE" export "$MODEL" --format gguf -o "$WORK/smol.gguf" > /dev/null && ok || bad "export gguf"
+  (cd "$WORK" && sha256sum -c --quiet smol.gguf.sha256) && ok || bad "smol.gguf.sha256 does not check"
+  "$HONE" import "$WORK/smol.gguf" -o "$WORK/smol_rt.h5" > /dev/null && ok || bad "import the gguf export"
+  /usr/bin/python3 "$(dirname "$0")/h5_equal.py" "$MODEL" "$WORK/smol_rt.h5" /model && ok ||
+    bad "the GGUF round trip changed the weights"
+  "$HONE" prepare "$WORK/smol.txt" -o "$WORK/smolwin_rt" --tokenizer "$WORK/smol_rt.h5" --val 0 > /dev/null &&
+    cmp -s "$WORK/smolwin/train_000000.bin" "$WORK/smolwin_rt/train_000000.bin" && ok ||
+    bad "the GGUF round trip changed the tokenizer"
+  /usr/bin/python3 - "$WORK/smol.gguf" <<'PY' && ok || bad "gguf-py cannot read the export"
+import sys
+from gguf import GGUFReader
+r = GGUFReader(sys.argv[1])
+f = r.fields
+val = lambda k: f[k].parts[f[k].data[0]][0]
+assert bytes(f["general.architecture"].parts[-1]).decode() == "llama"
+assert val("llama.block_count") == 30 and val("llama.attention.head_count_kv") == 3
+assert len(f["tokenizer.ggml.tokens"].data) == 49152
+assert len(r.tensors) == 272 and r.tensors[0].name == "token_embd.weight"
+print("gguf-py: llama, 30 blocks, 49152 tokens, 272 tensors")
+PY
+  "$HONE" export "$MODEL" --format gguf --dtype q8_0 -o "$WORK/smol_q8.gguf" > /dev/null && ok || bad "export q8_0"
+  "$HONE" import "$WORK/smol_q8.gguf" -o "$WORK/smol_q8.h5" > /dev/null || bad "import q8_0"
+  q8_loss=$("$HONE" eval "$WORK/smol_q8.h5" --task ppl --data "$WORK/smolwin/train_000000.bin" 2>/dev/null | awk '$2 == "loss" {print $3}')
+  echo "SmolLM2 Q8_0 export: loss $q8_loss (f32 $hone_loss)"
+  awk -v a="$hone_loss" -v b="$q8_loss" 'BEGIN {d = a - b; if (d < 0) d = -d; exit !(b != "" && d <= 0.05)}' &&
+    ok || bad "Q8_0 loss $q8_loss vs $hone_loss"
+
+  # after a LoRA run: hf (merged), peft (on the base's hf export) and gguf (through hone's
+  # importer) all continue 5 prompts with hone's 32 greedy tokens
+  cat > "$WORK/smol_lora.yaml" <<YAML
+model: {from: "$MODEL"}
+data: {train: "$WORK/shards/train_*.bin", batch: 1, seq: 64}
+tokenizer: {type: none}
+optim: {lr: 2e-3, warmup: 1}
+peft:
+  - lora: {targets: [attn.q, attn.v], rank: 4, alpha: 8}
+train: {steps: 3, out: "$WORK/smol_lora", log_every: 1, sample_tokens: 0}
+YAML
+  "$HONE" prepare "$WORK/text.txt" -o "$WORK/smolshards" --tokenizer "$MODEL" --val 0 > /dev/null
+  sed -i "s#$WORK/shards/train_#$WORK/smolshards/train_#" "$WORK/smol_lora.yaml"
+  "$HONE" train "$WORK/smol_lora.yaml" > /dev/null 2> "$WORK/err.txt" && ok || bad "SmolLM2 LoRA: $(tail -2 "$WORK/err.txt")"
+  prompts=("The open() system call" "A pointer in C is" "To copy a file, use" "The capital of France is" "Error handling in POSIX")
+  hone_gen() { # CKPT -> JSON list of continuations
+    local c=$1 p
+    for p in "${prompts[@]}"; do
+      "$HONE" generate "$c" --prompt "$p" --max-tokens 32 --temperature 0 2>/dev/null > "$WORK/g.txt"
+      /usr/bin/python3 -c 'import json,sys; print(json.dumps(open(sys.argv[1]).read()[:-1]))' "$WORK/g.txt"
+    done | /usr/bin/python3 -c 'import json,sys; print(json.dumps([json.loads(l) for l in sys.stdin]))'
+  }
+  want=$(hone_gen "$WORK/smol_lora/latest.h5")
+  "$HONE" export "$WORK/smol_lora/latest.h5" --format hf -o "$WORK/hf_smol_lora" > /dev/null || bad "hf export of the LoRA run"
+  "$HONE" export "$WORK/smol_lora/latest.h5" --format peft -o "$WORK/peft_smol_lora" > /dev/null || bad "peft export of the LoRA run"
+  "$HONE" export "$WORK/smol_lora/latest.h5" --format gguf -o "$WORK/smol_lora.gguf" > /dev/null || bad "gguf export of the LoRA run"
+  "$HONE" import "$WORK/smol_lora.gguf" -o "$WORK/smol_lora_rt.h5" > /dev/null || bad "import of the LoRA gguf"
+  for via in "hf:$WORK/hf_smol_lora" "peft:$WORK/hf_smol::$WORK/peft_smol_lora"; do
+    got=$(/usr/bin/python3 "$(dirname "$0")/hf_generate.py" "${via#*:}" 32 "${prompts[@]}" 2> "$WORK/py.err")
+    [ -n "$got" ] && [ "$got" = "$want" ] && ok || bad "${via%%:*} export continues differently: $got vs hone $want $(tail -2 "$WORK/py.err")"
+  done
+  got=$(hone_gen "$WORK/smol_lora_rt.h5")
+  [ "$got" = "$want" ] && ok || bad "gguf export continues differently: $got vs hone $want"
+  echo "SmolLM2 LoRA run, hone's greedy continuations reproduced by the hf, peft and gguf exports: $want"
 else
   skip_or_fail "$MODEL is missing (run scripts/get_model.sh)"
 fi
