@@ -1,6 +1,6 @@
 /*
- * `hone import`: a model from outside (GGUF, or a Hugging Face folder) becomes a hone checkpoint holding its
- * config, tokenizer and weights under hone's row names, so every later command needs
+ * `hone import`: a model from outside (GGUF, or a Hugging Face folder) becomes a hone checkpoint
+ * holding its config, tokenizer and weights under hone's row names, so every later command needs
  * only that .h5.
  */
 #ifndef HONE_IMPORT_H
@@ -21,5 +21,11 @@ int hn_import_gguf(const char* src, const char* out, const HnImportOptions* opt)
  * tokenizer.json, else GPT-2's vocab.json + merges.txt, else none (a note on stderr).
  * HN_OK or HN_ERR */
 int hn_import_hf(const char* src, const char* out, const HnImportOptions* opt);
+
+/* A PEFT adapter folder (adapter_config.json + adapter_model.safetensors; LORA with rsLoRA
+ * and DoRA, or IA3; the module paths of the base's hf form, train/export.h) onto the hone
+ * checkpoint base: out is a frozen-base checkpoint naming base by path and SHA-256, which
+ * eval, generate, export and further training read. HN_OK or HN_ERR */
+int hn_import_peft(const char* dir, const char* base, const char* out, const HnImportOptions* opt);
 
 #endif

@@ -4,7 +4,8 @@
 # LoRA + IA3 run on a frozen Llama base, exported as Hugging Face folders, give hone's loss on
 # a window (within 1e-4 nats, f32) and hone's greedy continuation (the same 16 ids); bf16
 # within 0.05 nats. PEFT adapters (DoRA + rsLoRA, IA3, GPT-2 LoRA) loaded by PeftModel onto
-# the hf export of their base do the same.
+# the hf export of their base do the same, and adapters PEFT itself made (LoRA, DoRA +
+# rsLoRA, IA3; GPT-2 LoRA) imported onto the hone base score what PEFT scores.
 # The merged checkpoint of the frozen-base run scores what the run itself scores, and its
 # SHA-256 manifest checks. SmolLM2's export carries its tokenizer: transformers tokenizes a
 # text to hone's ids and scores it as hone does. Existing outputs need --force; a failed
@@ -92,6 +93,31 @@ peft_run gpt2_lora gpt2 "$WORK/hf_gpt2_base" --set 'peft.methods=[lora]' --set '
 grep -q '"use_dora":[[:space:]]*true' "$WORK/peft_dora/adapter_config.json" && ok || bad "DoRA's adapter_config.json"
 expect_fail "peft of two methods" 1 "one method" -- \
   "$HONE" export "$WORK/lora/latest.h5" --format peft -o "$WORK/peft_two"
+
+# import: adapters PEFT made itself (non-zero weights) onto the hone base they were made for
+# score what PEFT scores
+for arch in llama gpt2; do
+  base_ckpt="$WORK/$arch/latest.h5"
+  base_dir="$WORK/hf_llama"
+  [ "$arch" = gpt2 ] && base_dir="$WORK/hf_gpt2_base"
+  json=$(/usr/bin/python3 "$(dirname "$0")/peft_make.py" "$base_dir" "$WIN" "$WORK/made_$arch" "$arch" 2> "$WORK/py.err") ||
+    bad "PEFT could not make $arch adapters: $(tail -2 "$WORK/py.err")"
+  for name in $(printf '%s' "$json" | /usr/bin/python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)))'); do
+    want=$(printf '%s' "$json" | /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['$name'])")
+    "$HONE" import "$WORK/made_$arch/$name" --base "$base_ckpt" -o "$WORK/imp_${arch}_$name.h5" \
+      > /dev/null 2> "$WORK/err.txt" && ok || bad "import PEFT's $arch $name: $(cat "$WORK/err.txt")"
+    got=$("$HONE" eval "$WORK/imp_${arch}_$name.h5" --task ppl --data "$WIN" 2>/dev/null | awk '$2 == "loss" {print $3}')
+    echo "PEFT's own $arch $name adapter: loss PEFT $want, hone after import $got"
+    awk -v a="$want" -v b="$got" 'BEGIN {d = a - b; if (d < 0) d = -d; exit !(b != "" && d <= 1e-4)}' &&
+      ok || bad "imported $arch $name scores $got, PEFT $want"
+  done
+done
+printf '{"peft_type": "PROMPT_TUNING"}' > "$WORK/made_llama/lora/adapter_config.json.bad"
+mkdir -p "$WORK/badpeft" && cp "$WORK/made_llama/lora/adapter_config.json.bad" "$WORK/badpeft/adapter_config.json"
+expect_fail "an adapter type hone does not import" 1 "imports LORA and IA3" -- \
+  "$HONE" import "$WORK/badpeft" --base "$WORK/llama/latest.h5" -o "$WORK/x.h5"
+expect_fail "an adapter for another base" 1 "matches no site of this llama model" -- \
+  "$HONE" import "$WORK/made_gpt2/lora" --base "$WORK/llama/latest.h5" -o "$WORK/x.h5"
 
 # hdf5-merged: the frozen-base run as one whole checkpoint
 "$HONE" export "$WORK/lora/latest.h5" --format hdf5-merged -o "$WORK/merged.h5" > "$WORK/out.txt" &&
