@@ -20,7 +20,8 @@ done
 
 pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libyaml-dev libcjson-dev libpcre2-dev libhdf5-dev zlib1g-dev libssl-dev)
 [ "$want_corpora" = 1 ] && pkgs+=(jargon-text)
-[ "$want_test" = 1 ] && pkgs+=(python3 python3-pip python3-h5py python3-numpy openmpi-bin libopenmpi-dev)
+[ "$want_test" = 1 ] && pkgs+=(python3 python3-pip python3-h5py python3-numpy openmpi-bin libopenmpi-dev
+                               python3-torch python3-psutil python3-yaml python3-requests)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -39,6 +40,17 @@ if [ "$want_test" = 1 ] && ! /usr/bin/python3 -c "import gguf" 2>/dev/null; then
   echo "setup: installing gguf-py for /usr/bin/python3" >&2
   /usr/bin/python3 -m pip install --break-system-packages --quiet --disable-pip-version-check \
     gguf==0.10.0 sentencepiece
+fi
+
+# the export/import interop tests load hone's exports with transformers and peft, pinned to
+# versions that work with Debian's torch 1.13; peft and accelerate go in without their
+# dependencies, or pip would fetch PyPI's torch (Debian's reports itself as 1.13.0a0)
+if [ "$want_test" = 1 ] && ! /usr/bin/python3 -c "import transformers, peft, safetensors" 2>/dev/null; then
+  echo "setup: installing transformers 4.46.3 and peft 0.13.2 for /usr/bin/python3" >&2
+  /usr/bin/python3 -m pip install --break-system-packages --quiet --disable-pip-version-check \
+    transformers==4.46.3 tokenizers==0.20.3 huggingface-hub==0.26.2 "safetensors>=0.4.1"
+  /usr/bin/python3 -m pip install --break-system-packages --quiet --disable-pip-version-check \
+    --no-deps peft==0.13.2 accelerate==0.33.0
 fi
 
 cmake_args=(-S . -B build -DCMAKE_BUILD_TYPE=Release)
