@@ -1230,3 +1230,20 @@ void hn_config_write_doc(FILE* f) {
         }
     }
 }
+
+char* hn_config_to_text(const HnConfig* cfg) {
+    char* buf = NULL;
+    size_t len = 0;
+    FILE* f = open_memstream(&buf, &len);
+    if (!f) {
+        hn_error("out of memory rendering the config");
+        return NULL;
+    }
+    int rc = hn_config_write(cfg, f);
+    if (fclose(f) != 0 || rc != HN_OK) {
+        free(buf);
+        hn_error("cannot render the config");
+        return NULL;
+    }
+    return buf;
+}

@@ -140,6 +140,8 @@ const char* hn_config_first_difference(const HnConfig* a, const HnConfig* b,
                                        const char* const* allowed, int nallowed);
 /* write the resolved config as YAML that hn_config_load reads back to the same struct */
 int hn_config_write(const HnConfig* cfg, FILE* f);
+/* the same as a malloc'd string (the caller frees); NULL with an error */
+char* hn_config_to_text(const HnConfig* cfg);
 /* write the Markdown table of every key (docs/CONFIG.md is this output) */
 void hn_config_write_doc(FILE* f);
 

@@ -123,6 +123,23 @@ int hn_docs_write(const char* path, const uint32_t* starts, size_t n, size_t nto
     return write_with_header(path, header, starts, n * sizeof *starts);
 }
 
+/* map an opened file (fd, closed here) that starts with the 1024-byte header; what names
+ * the kind of file in errors */
+static int map_with_header(int fd, const char* path, const char* what, const unsigned char** map,
+                           size_t* size) {
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (size_t)st.st_size < HN_SHARD_HEADER_INTS * 4) {
+        close(fd);
+        return hn_error("%s: too small to be %s (no 1024-byte header)", path, what);
+    }
+    *size = (size_t)st.st_size;
+    void* m = mmap(NULL, *size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) return hn_error("cannot map %s", path);
+    *map = m;
+    return HN_OK;
+}
+
 /* map the shard's .mask if there is one and check it against the shard */
 static int mask_open(HnShard* s) {
     char path[4096];
@@ -132,16 +149,8 @@ static int mask_open(HnShard* s) {
         if (errno == ENOENT) return HN_OK;
         return hn_error("cannot open loss mask %s: %s", path, strerror(errno));
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || (size_t)st.st_size < HN_SHARD_HEADER_INTS * 4) {
-        close(fd);
-        return hn_error("%s: too small to be a loss mask (no 1024-byte header)", path);
-    }
-    s->mask_map_size = (size_t)st.st_size;
-    void* map = mmap(NULL, s->mask_map_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) return hn_error("cannot map %s", path);
-    s->mask_map = map;
+    if (map_with_header(fd, path, "a loss mask", &s->mask_map, &s->mask_map_size) != HN_OK)
+        return HN_ERR;
     int32_t h[3];
     memcpy(h, s->mask_map, sizeof h);
     if (h[0] != HN_MASK_MAGIC) return hn_error("%s: not a loss mask (bad magic %d)", path, h[0]);
@@ -170,16 +179,8 @@ static int docs_open(HnShard* s) {
         return hn_error("%s has no document index %s (data.packing: documents needs one): "
                         "prepare the data again with this version of `hone prepare`",
                         s->path, path);
-    struct stat st;
-    if (fstat(fd, &st) != 0 || (size_t)st.st_size < HN_SHARD_HEADER_INTS * 4) {
-        close(fd);
-        return hn_error("%s: too small to be a document index (no 1024-byte header)", path);
-    }
-    s->docs_map_size = (size_t)st.st_size;
-    void* map = mmap(NULL, s->docs_map_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) return hn_error("cannot map %s", path);
-    s->docs_map = map;
+    if (map_with_header(fd, path, "a document index", &s->docs_map, &s->docs_map_size) != HN_OK)
+        return HN_ERR;
     int32_t h[4];
     memcpy(h, s->docs_map, sizeof h);
     if (h[0] != HN_DOCS_MAGIC)
@@ -207,16 +208,7 @@ static int shard_open(HnShard* s, const char* path) {
     s->path = strdup(path);
     int fd = open(path, O_RDONLY);
     if (fd < 0) return hn_error("cannot open shard %s", path);
-    struct stat st;
-    if (fstat(fd, &st) != 0 || (size_t)st.st_size < HN_SHARD_HEADER_INTS * 4) {
-        close(fd);
-        return hn_error("%s: too small to be a token shard (no 1024-byte header)", path);
-    }
-    s->map_size = (size_t)st.st_size;
-    void* map = mmap(NULL, s->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) return hn_error("cannot map %s", path);
-    s->map = map;
+    if (map_with_header(fd, path, "a token shard", &s->map, &s->map_size) != HN_OK) return HN_ERR;
     int32_t h[3];
     memcpy(h, s->map, sizeof h);
     if (h[0] != HN_SHARD_MAGIC)

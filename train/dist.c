@@ -137,76 +137,53 @@ static void chunk_layout(size_t n, size_t at, size_t k, int* counts, int* displs
 }
 #endif
 
-int hn_dist_reduce_scatter(const float* x, float* out, size_t n) {
+typedef enum { SHARD_REDUCE_SCATTER, SHARD_ALL_GATHER, SHARD_GATHER_TO_ROOT } ShardOp;
+
+/* one of the three sharded collectives over x (n floats), in chunks of at most CHUNK so
+ * MPI's int counts hold; out is this rank's shard (reduce-scatter only) */
+static int sharded(ShardOp op, float* x, float* out, size_t n) {
     size_t lo, hi;
     hn_dist_shard(n, g_rank, &lo, &hi);
 #ifdef HONE_HAVE_MPI
     if (g_world > 1) {
         int* counts = malloc((size_t)g_world * 2 * sizeof(int));
         if (!counts) return hn_error("out of memory");
-        int rc = HN_OK;
+        int *displs = counts + g_world, rc = HN_OK, ok = MPI_SUCCESS;
         for (size_t at = 0; rc == HN_OK && at < n; at += CHUNK) {
             size_t k = n - at < CHUNK ? n - at : CHUNK;
-            chunk_layout(n, at, k, counts, counts + g_world);
-            size_t mine = lo > at ? lo : at;
-            if (MPI_Reduce_scatter(x + at, out + (mine - lo), counts, MPI_FLOAT, MPI_SUM,
-                                   MPI_COMM_WORLD) != MPI_SUCCESS)
-                rc = hn_error("MPI_Reduce_scatter failed");
+            chunk_layout(n, at, k, counts, displs);
+            if (op == SHARD_REDUCE_SCATTER) {
+                size_t mine = lo > at ? lo : at;
+                ok = MPI_Reduce_scatter(x + at, out + (mine - lo), counts, MPI_FLOAT, MPI_SUM,
+                                        MPI_COMM_WORLD);
+            } else if (op == SHARD_ALL_GATHER) {
+                ok = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x + at, counts, displs,
+                                    MPI_FLOAT, MPI_COMM_WORLD);
+            } else {
+                void* send = g_rank == 0 ? MPI_IN_PLACE : (void*)(x + at + displs[g_rank]);
+                ok = MPI_Gatherv(send, counts[g_rank], MPI_FLOAT, x + at, counts, displs, MPI_FLOAT,
+                                 0, MPI_COMM_WORLD);
+            }
+            if (ok != MPI_SUCCESS) rc = hn_error("MPI collective (sharded op %d) failed", op);
         }
         free(counts);
         return rc;
     }
 #endif
-    memcpy(out, x + lo, (hi - lo) * sizeof(float));
+    if (op == SHARD_REDUCE_SCATTER) memcpy(out, x + lo, (hi - lo) * sizeof(float));
     return HN_OK;
+}
+
+int hn_dist_reduce_scatter(const float* x, float* out, size_t n) {
+    return sharded(SHARD_REDUCE_SCATTER, (float*)x, out, n); /* x is only read */
 }
 
 int hn_dist_all_gather(float* x, size_t n) {
-#ifdef HONE_HAVE_MPI
-    if (g_world > 1) {
-        int* counts = malloc((size_t)g_world * 2 * sizeof(int));
-        if (!counts) return hn_error("out of memory");
-        int rc = HN_OK;
-        for (size_t at = 0; rc == HN_OK && at < n; at += CHUNK) {
-            size_t k = n - at < CHUNK ? n - at : CHUNK;
-            chunk_layout(n, at, k, counts, counts + g_world);
-            if (MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x + at, counts, counts + g_world,
-                               MPI_FLOAT, MPI_COMM_WORLD) != MPI_SUCCESS)
-                rc = hn_error("MPI_Allgatherv failed");
-        }
-        free(counts);
-        return rc;
-    }
-#else
-    (void)x;
-    (void)n;
-#endif
-    return HN_OK;
+    return sharded(SHARD_ALL_GATHER, x, NULL, n);
 }
 
 int hn_dist_gather_to_root(float* x, size_t n) {
-#ifdef HONE_HAVE_MPI
-    if (g_world > 1) {
-        int* counts = malloc((size_t)g_world * 2 * sizeof(int));
-        if (!counts) return hn_error("out of memory");
-        int rc = HN_OK;
-        for (size_t at = 0; rc == HN_OK && at < n; at += CHUNK) {
-            size_t k = n - at < CHUNK ? n - at : CHUNK;
-            chunk_layout(n, at, k, counts, counts + g_world);
-            const int me = g_rank;
-            void* send = g_rank == 0 ? MPI_IN_PLACE : (void*)(x + at + counts[g_world + me]);
-            if (MPI_Gatherv(send, counts[me], MPI_FLOAT, x + at, counts, counts + g_world,
-                            MPI_FLOAT, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
-                rc = hn_error("MPI_Gatherv failed");
-        }
-        free(counts);
-        return rc;
-    }
-#else
-    (void)x;
-    (void)n;
-#endif
-    return HN_OK;
+    return sharded(SHARD_GATHER_TO_ROOT, x, NULL, n);
 }
 
 int hn_dist_broadcast(void* x, size_t bytes) {

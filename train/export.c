@@ -19,6 +19,7 @@
 #include "data/safetensors.h"
 #include "data/tokenizer.h"
 #include "train/model.h"
+#include "train/names.h"
 #include "train/peft/peft.h"
 
 /* a checkpoint loaded whole, its foldable add-ons folded into the base rows */
@@ -91,6 +92,29 @@ static int commit_out(const char* tmp, const char* out) {
     return HN_OK;
 }
 
+/* a written file tmp becomes out, with OUT.sha256 (sha256sum's format, naming out's base
+ * name) beside it; on failure neither is left behind, nor is tmp */
+static int commit_file_with_sums(const char* tmp, const char* out) {
+    char sums[PATH_MAX], sums_tmp[PATH_MAX], hex[65];
+    int rc = hn_path(sums, sizeof sums, "%s.sha256", out);
+    if (rc == HN_OK) rc = hn_path(sums_tmp, sizeof sums_tmp, "%s.tmp", sums);
+    if (rc == HN_OK) rc = hn_file_sha256(tmp, hex);
+    if (rc == HN_OK) {
+        const char* slash = strrchr(out, '/');
+        FILE* f = fopen(sums_tmp, "w");
+        int ok = f && fprintf(f, "%s  %s\n", hex, slash ? slash + 1 : out) > 0;
+        if (f) ok = fclose(f) == 0 && ok;
+        if (!ok) rc = hn_error("cannot write %s", sums_tmp);
+    }
+    if (rc == HN_OK) rc = commit_out(tmp, out);
+    if (rc == HN_OK && rename(sums_tmp, sums) != 0) rc = hn_error("cannot write %s", sums);
+    if (rc != HN_OK) {
+        unlink(tmp);
+        unlink(sums_tmp);
+    }
+    return rc;
+}
+
 /* SHA256SUMS lines for the named files of dir (sha256sum -c reads them) */
 static int write_manifest(const char* dir, const char* manifest, const char* const* files, int n) {
     FILE* f = fopen(manifest, "w");
@@ -111,11 +135,8 @@ static int write_manifest(const char* dir, const char* manifest, const char* con
 
 int hn_export_merged(const char* ckpt, const char* out, int deflate, int force, HnExportStats* st) {
     memset(st, 0, sizeof *st);
-    char tmp[PATH_MAX], sums[PATH_MAX], sums_tmp[PATH_MAX];
+    char tmp[PATH_MAX];
     if (prepare_out(out, force, tmp, sizeof tmp) != HN_OK) return HN_ERR;
-    if (hn_path(sums, sizeof sums, "%s.sha256", out) != HN_OK ||
-        hn_path(sums_tmp, sizeof sums_tmp, "%s.tmp", sums) != HN_OK)
-        return HN_ERR;
     Source s;
     int rc = load_source(ckpt, &s, 1);
     /* the output's config: the whole model, only the add-ons that did not fold */
@@ -154,13 +175,7 @@ int hn_export_merged(const char* ckpt, const char* out, int deflate, int force, 
     }
     st->folded = s.folded;
     char* text = NULL;
-    size_t len = 0;
-    if (rc == HN_OK) {
-        FILE* mf = open_memstream(&text, &len);
-        rc =
-            mf && hn_config_write(&cfg, mf) == HN_OK ? HN_OK : hn_error("cannot render the config");
-        if (mf && fclose(mf) != 0) rc = hn_error("out of memory");
-    }
+    if (rc == HN_OK && !(text = hn_config_to_text(&cfg))) rc = HN_ERR;
     if (rc == HN_OK) {
         HnCkptSave sv = {.config_yaml = text,
                          .arch = cfg.model.arch,
@@ -172,21 +187,10 @@ int hn_export_merged(const char* ckpt, const char* out, int deflate, int force, 
                          .deflate = deflate};
         rc = hn_ckpt_save(tmp, &sv);
     }
-    char hex[65];
-    if (rc == HN_OK) rc = hn_file_sha256(tmp, hex);
-    if (rc == HN_OK) {
-        const char* slash = strrchr(out, '/');
-        FILE* f = fopen(sums_tmp, "w");
-        int ok = f && fprintf(f, "%s  %s\n", hex, slash ? slash + 1 : out) > 0;
-        if (f) ok = fclose(f) == 0 && ok;
-        if (!ok) rc = hn_error("cannot write %s", sums_tmp);
-    }
-    if (rc == HN_OK) rc = commit_out(tmp, out);
-    if (rc == HN_OK && rename(sums_tmp, sums) != 0) rc = hn_error("cannot write %s", sums);
-    if (rc != HN_OK) {
+    if (rc == HN_OK)
+        rc = commit_file_with_sums(tmp, out);
+    else
         unlink(tmp);
-        unlink(sums_tmp);
-    }
     free(text);
     hn_model_free(&out_model);
     source_free(&s);
@@ -194,57 +198,6 @@ int hn_export_merged(const char* ckpt, const char* out, int deflate, int force, 
 }
 
 /* ---- hf ---- */
-
-typedef struct {
-    const char *hone, *hf;
-    int transposed;
-} HfName;
-
-/* transformers' parameter names (the inverse of train/import.c's reading) */
-static const HfName GPT2_NAMES[] = {
-    {"attn_norm.weight", "ln_1.weight", 0},       {"attn_norm.bias", "ln_1.bias", 0},
-    {"attn.qkv.weight", "attn.c_attn.weight", 1}, {"attn.qkv.bias", "attn.c_attn.bias", 0},
-    {"attn.o.weight", "attn.c_proj.weight", 1},   {"attn.o.bias", "attn.c_proj.bias", 0},
-    {"mlp_norm.weight", "ln_2.weight", 0},        {"mlp_norm.bias", "ln_2.bias", 0},
-    {"mlp.up.weight", "mlp.c_fc.weight", 1},      {"mlp.up.bias", "mlp.c_fc.bias", 0},
-    {"mlp.down.weight", "mlp.c_proj.weight", 1},  {"mlp.down.bias", "mlp.c_proj.bias", 0},
-    {"tok_embed.weight", "wte.weight", 0},        {"pos_embed.weight", "wpe.weight", 0},
-    {"final_norm.weight", "ln_f.weight", 0},      {"final_norm.bias", "ln_f.bias", 0},
-};
-static const HfName LLAMA_NAMES[] = {
-    {"attn_norm.weight", "input_layernorm.weight", 0},
-    {"attn.q.weight", "self_attn.q_proj.weight", 0},
-    {"attn.k.weight", "self_attn.k_proj.weight", 0},
-    {"attn.v.weight", "self_attn.v_proj.weight", 0},
-    {"attn.o.weight", "self_attn.o_proj.weight", 0},
-    {"mlp_norm.weight", "post_attention_layernorm.weight", 0},
-    {"mlp.gate.weight", "mlp.gate_proj.weight", 0},
-    {"mlp.up.weight", "mlp.up_proj.weight", 0},
-    {"mlp.down.weight", "mlp.down_proj.weight", 0},
-    {"tok_embed.weight", "embed_tokens.weight", 0},
-    {"final_norm.weight", "norm.weight", 0},
-    {"lm_head.weight", "lm_head.weight", 0},
-};
-
-static int hf_name(int gpt2, const char* name, char* out, size_t n, int* transposed) {
-    const HfName* names = gpt2 ? GPT2_NAMES : LLAMA_NAMES;
-    size_t count =
-        gpt2 ? sizeof GPT2_NAMES / sizeof *GPT2_NAMES : sizeof LLAMA_NAMES / sizeof *LLAMA_NAMES;
-    int layer = -1, used = 0;
-    const char* suffix = name;
-    if (sscanf(name, "layers.%d.%n", &layer, &used) == 1 && used > 0) suffix = name + used;
-    for (size_t i = 0; i < count; i++) {
-        if (strcmp(suffix, names[i].hone) != 0) continue;
-        *transposed = names[i].transposed;
-        const char* top = gpt2 ? "transformer." : !strcmp(suffix, "lm_head.weight") ? "" : "model.";
-        if (layer >= 0)
-            snprintf(out, n, "%s%s.%d.%s", top, gpt2 ? "h" : "layers", layer, names[i].hf);
-        else
-            snprintf(out, n, "%s%s", top, names[i].hf);
-        return HN_OK;
-    }
-    return hn_error("row %s has no Hugging Face name", name);
-}
 
 static int write_json(const char* path, cJSON* j) {
     char* text = cJSON_Print(j);
@@ -367,7 +320,7 @@ int hn_export_hf(const char* ckpt, const char* out, HnExportDtype dtype, int for
         const HnParamRow* r = &t->rows[i];
         if (r->addon) continue; /* folded into the base rows */
         int transposed = 0;
-        rc = hf_name(gpt2, r->name, names[n], sizeof names[n], &transposed);
+        rc = hn_hf_row_name(gpt2, "transformer.", r->name, names[n], sizeof names[n], &transposed);
         if (rc != HN_OK) break;
         HnStOut* o = &outs[n++];
         o->name = names[n - 1];
@@ -567,28 +520,6 @@ int hn_export_peft(const char* ckpt, const char* out, HnExportDtype dtype, int f
 
 /* ---- gguf ---- */
 
-/* llama.cpp's tensor name of a Llama row (train/import.c reads the same names) */
-static int gguf_name_of_row(const char* name, char* out, size_t n) {
-    static const struct {
-        const char *hone, *gguf;
-    } layer_map[] = {
-        {"attn_norm.weight", "attn_norm.weight"}, {"attn.q.weight", "attn_q.weight"},
-        {"attn.k.weight", "attn_k.weight"},       {"attn.v.weight", "attn_v.weight"},
-        {"attn.o.weight", "attn_output.weight"},  {"mlp_norm.weight", "ffn_norm.weight"},
-        {"mlp.gate.weight", "ffn_gate.weight"},   {"mlp.up.weight", "ffn_up.weight"},
-        {"mlp.down.weight", "ffn_down.weight"},
-    };
-    if (!strcmp(name, "tok_embed.weight")) return snprintf(out, n, "token_embd.weight"), HN_OK;
-    if (!strcmp(name, "final_norm.weight")) return snprintf(out, n, "output_norm.weight"), HN_OK;
-    if (!strcmp(name, "lm_head.weight")) return snprintf(out, n, "output.weight"), HN_OK;
-    int layer, used = 0;
-    if (sscanf(name, "layers.%d.%n", &layer, &used) == 1 && used > 0)
-        for (size_t i = 0; i < sizeof layer_map / sizeof layer_map[0]; i++)
-            if (!strcmp(name + used, layer_map[i].hone))
-                return snprintf(out, n, "blk.%d.%s", layer, layer_map[i].gguf), HN_OK;
-    return hn_error("row %s has no GGUF name", name);
-}
-
 /* llama.cpp's Q/K row order within each head: its row 2i+j is HF's row j*HS/2 + i (the
  * inverse of train/import.c's unpermute) */
 static float* permute_rows(const float* w, int heads, int HS, int C) {
@@ -696,11 +627,8 @@ static int gguf_tokenizer(HnGgufWriter* w, const HnTokenizer* tok) {
 int hn_export_gguf(const char* ckpt, const char* out, HnGgufDtype dtype, int force,
                    HnExportStats* st) {
     memset(st, 0, sizeof *st);
-    char tmp[PATH_MAX], sums[PATH_MAX], sums_tmp[PATH_MAX];
+    char tmp[PATH_MAX];
     if (prepare_out(out, force, tmp, sizeof tmp) != HN_OK) return HN_ERR;
-    if (hn_path(sums, sizeof sums, "%s.sha256", out) != HN_OK ||
-        hn_path(sums_tmp, sizeof sums_tmp, "%s.tmp", sums) != HN_OK)
-        return HN_ERR;
     Source s;
     int rc = load_source(ckpt, &s, 1);
     const HnModelConfig* c = &s.model.cfg;
@@ -746,7 +674,7 @@ int hn_export_gguf(const char* ckpt, const char* out, HnGgufDtype dtype, int for
         const HnParamRow* r = &t->rows[i];
         if (r->addon) continue;
         char name[128];
-        rc = gguf_name_of_row(r->name, name, sizeof name);
+        rc = hn_gguf_row_name(r->name, name, sizeof name);
         if (rc != HN_OK) break;
         const float* data = t->data + r->offset;
         int64_t dims[2] = {r->ndim == 2 ? r->shape[1] : r->shape[0],
@@ -773,21 +701,10 @@ int hn_export_gguf(const char* ckpt, const char* out, HnGgufDtype dtype, int for
     }
     st->folded = s.folded;
     if (rc == HN_OK) rc = hn_gguf_write(w, tmp);
-    char hex[65];
-    if (rc == HN_OK) rc = hn_file_sha256(tmp, hex);
-    if (rc == HN_OK) {
-        const char* os = strrchr(out, '/');
-        FILE* f = fopen(sums_tmp, "w");
-        int ok = f && fprintf(f, "%s  %s\n", hex, os ? os + 1 : out) > 0;
-        if (f) ok = fclose(f) == 0 && ok;
-        if (!ok) rc = hn_error("cannot write %s", sums_tmp);
-    }
-    if (rc == HN_OK) rc = commit_out(tmp, out);
-    if (rc == HN_OK && rename(sums_tmp, sums) != 0) rc = hn_error("cannot write %s", sums);
-    if (rc != HN_OK) {
+    if (rc == HN_OK)
+        rc = commit_file_with_sums(tmp, out);
+    else
         unlink(tmp);
-        unlink(sums_tmp);
-    }
     for (int i = 0; i < nowned; i++)
         free(owned[i]);
     hn_gguf_writer_free(w);

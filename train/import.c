@@ -30,36 +30,7 @@
 #include "data/safetensors.h"
 #include "data/tokenizer.h"
 #include "train/model.h"
-
-/* the GGUF tensor that holds hone's row `name` (llama.cpp's names for llama and gpt2; a row
- * one architecture lacks is never asked for) */
-static int gguf_name_of(const char* name, char* out, size_t n) {
-    static const struct {
-        const char *hone, *gguf;
-    } layer_map[] = {
-        {"attn_norm.weight", "attn_norm.weight"}, {"attn.q.weight", "attn_q.weight"},
-        {"attn.k.weight", "attn_k.weight"},       {"attn.v.weight", "attn_v.weight"},
-        {"attn.o.weight", "attn_output.weight"},  {"mlp_norm.weight", "ffn_norm.weight"},
-        {"mlp.gate.weight", "ffn_gate.weight"},   {"mlp.up.weight", "ffn_up.weight"},
-        {"mlp.down.weight", "ffn_down.weight"},   {"attn_norm.bias", "attn_norm.bias"},
-        {"attn.qkv.weight", "attn_qkv.weight"},   {"attn.qkv.bias", "attn_qkv.bias"},
-        {"attn.o.bias", "attn_output.bias"},      {"mlp_norm.bias", "ffn_norm.bias"},
-        {"mlp.up.bias", "ffn_up.bias"},           {"mlp.down.bias", "ffn_down.bias"},
-    };
-    if (strcmp(name, "tok_embed.weight") == 0) return snprintf(out, n, "token_embd.weight"), HN_OK;
-    if (strcmp(name, "pos_embed.weight") == 0)
-        return snprintf(out, n, "position_embd.weight"), HN_OK;
-    if (strcmp(name, "final_norm.weight") == 0)
-        return snprintf(out, n, "output_norm.weight"), HN_OK;
-    if (strcmp(name, "final_norm.bias") == 0) return snprintf(out, n, "output_norm.bias"), HN_OK;
-    if (strcmp(name, "lm_head.weight") == 0) return snprintf(out, n, "output.weight"), HN_OK;
-    int layer, used = 0;
-    if (sscanf(name, "layers.%d.%n", &layer, &used) == 1 && used > 0)
-        for (size_t i = 0; i < sizeof layer_map / sizeof layer_map[0]; i++)
-            if (strcmp(name + used, layer_map[i].hone) == 0)
-                return snprintf(out, n, "blk.%d.%s", layer, layer_map[i].gguf), HN_OK;
-    return hn_error("internal: no GGUF name for row %s", name);
-}
+#include "train/names.h"
 
 /* undo llama.cpp's Q/K row permutation within each head: its row 2i+j of a head is HF's
  * row j*HS/2 + i (j in {0, 1}); w is (heads*HS, C) */
@@ -158,7 +129,7 @@ static int config_from_gguf(const HnGguf* g, HnConfig* cfg) {
 /* fill one row from its GGUF tensor, checking the shape (GGUF dims are fastest first) */
 static int fill_row(const HnGguf* g, const HnModelConfig* mc, const HnParamRow* r, float* dst) {
     char gname[128];
-    if (gguf_name_of(r->name, gname, sizeof gname) != HN_OK) return HN_ERR;
+    if (hn_gguf_row_name(r->name, gname, sizeof gname) != HN_OK) return HN_ERR;
     const HnGgufTensor* t = hn_gguf_find_tensor(g, gname);
     if (!t) return HN_ERR;
     int vocab_rows =
@@ -187,12 +158,9 @@ static int fill_row(const HnGguf* g, const HnModelConfig* mc, const HnParamRow* 
  * (NULL: "none") and the rows of t; one summary line on stderr */
 static int write_checkpoint(HnConfig* cfg, const HnParamTable* t, const HnTokenizer* tok,
                             const char* src, const char* out, const HnImportOptions* opt) {
-    char* yaml = NULL;
-    size_t ylen = 0;
     snprintf(cfg->tokenizer.type, sizeof cfg->tokenizer.type, tok ? "auto" : "none");
-    FILE* f = open_memstream(&yaml, &ylen);
-    int rc = !f || hn_config_write(cfg, f) != HN_OK ? hn_error("cannot render the config") : HN_OK;
-    if (f) fclose(f);
+    char* yaml = hn_config_to_text(cfg);
+    int rc = yaml ? HN_OK : HN_ERR;
     if (rc == HN_OK) {
         HnCkptSave s = {.config_yaml = yaml,
                         .arch = cfg->model.arch,
@@ -498,60 +466,10 @@ static const HnStTensor* hf_lookup(const HfSource* s, const char* name, const Hn
     return NULL;
 }
 
-typedef struct {
-    const char *hone, *hf;
-    int transposed;
-} HfName;
-
-static const HfName hf_gpt2_names[] = {
-    {"attn_norm.weight", "ln_1.weight", 0},       {"attn_norm.bias", "ln_1.bias", 0},
-    {"attn.qkv.weight", "attn.c_attn.weight", 1}, {"attn.qkv.bias", "attn.c_attn.bias", 0},
-    {"attn.o.weight", "attn.c_proj.weight", 1},   {"attn.o.bias", "attn.c_proj.bias", 0},
-    {"mlp_norm.weight", "ln_2.weight", 0},        {"mlp_norm.bias", "ln_2.bias", 0},
-    {"mlp.up.weight", "mlp.c_fc.weight", 1},      {"mlp.up.bias", "mlp.c_fc.bias", 0},
-    {"mlp.down.weight", "mlp.c_proj.weight", 1},  {"mlp.down.bias", "mlp.c_proj.bias", 0},
-    {"tok_embed.weight", "wte.weight", 0},        {"pos_embed.weight", "wpe.weight", 0},
-    {"final_norm.weight", "ln_f.weight", 0},      {"final_norm.bias", "ln_f.bias", 0},
-};
-
-static const HfName hf_llama_names[] = {
-    {"attn_norm.weight", "input_layernorm.weight", 0},
-    {"attn.q.weight", "self_attn.q_proj.weight", 0},
-    {"attn.k.weight", "self_attn.k_proj.weight", 0},
-    {"attn.v.weight", "self_attn.v_proj.weight", 0},
-    {"attn.o.weight", "self_attn.o_proj.weight", 0},
-    {"mlp_norm.weight", "post_attention_layernorm.weight", 0},
-    {"mlp.gate.weight", "mlp.gate_proj.weight", 0},
-    {"mlp.up.weight", "mlp.up_proj.weight", 0},
-    {"mlp.down.weight", "mlp.down_proj.weight", 0},
-    {"tok_embed.weight", "embed_tokens.weight", 0},
-    {"final_norm.weight", "norm.weight", 0},
-};
-
 /* HF's name of hone's row, and whether its matrix is stored transposed (GPT-2's Conv1D) */
 static int hf_name_of(const HfSource* s, HnArch arch, const char* name, char* out, size_t n,
                       int* transposed) {
-    int is_gpt2 = arch == HN_ARCH_GPT2;
-    const char* top = is_gpt2 ? s->prefix : "model.";
-    const char* layers = is_gpt2 ? "h" : "layers";
-    const HfName* names = is_gpt2 ? hf_gpt2_names : hf_llama_names;
-    size_t count = is_gpt2 ? sizeof hf_gpt2_names / sizeof hf_gpt2_names[0]
-                           : sizeof hf_llama_names / sizeof hf_llama_names[0];
-    if (!is_gpt2 && strcmp(name, "lm_head.weight") == 0)
-        return *transposed = 0, snprintf(out, n, "lm_head.weight"), HN_OK;
-    int layer = -1, used = 0;
-    const char* suffix = name;
-    if (sscanf(name, "layers.%d.%n", &layer, &used) == 1 && used > 0) suffix = name + used;
-    for (size_t i = 0; i < count; i++) {
-        if (strcmp(suffix, names[i].hone) != 0) continue;
-        *transposed = names[i].transposed;
-        if (layer >= 0)
-            snprintf(out, n, "%s%s.%d.%s", top, layers, layer, names[i].hf);
-        else
-            snprintf(out, n, "%s%s", top, names[i].hf);
-        return HN_OK;
-    }
-    return hn_error("internal: no Hugging Face name for row %s", name);
+    return hn_hf_row_name(arch == HN_ARCH_GPT2, s->prefix, name, out, n, transposed);
 }
 
 static void shape_text(const HnStTensor* t, char* out, size_t n) {

@@ -234,13 +234,7 @@ int hn_import_peft(const char* dir, const char* base_path, const char* out,
     HnTokenizer* tok = NULL;
     if (rc == HN_OK) rc = hn_ckpt_tokenizer(bf, &tok);
     char* text = NULL;
-    size_t len = 0;
-    if (rc == HN_OK) {
-        FILE* mf = open_memstream(&text, &len);
-        rc =
-            mf && hn_config_write(&cfg, mf) == HN_OK ? HN_OK : hn_error("cannot render the config");
-        if (mf && fclose(mf) != 0) rc = hn_error("out of memory");
-    }
+    if (rc == HN_OK && !(text = hn_config_to_text(&cfg))) rc = HN_ERR;
     if (rc == HN_OK) {
         HnCkptSave sv = {.config_yaml = text,
                          .arch = cfg.model.arch,

@@ -249,19 +249,6 @@ static const char* const RESUMABLE_KEYS[] = {
     "train.threads",    "train.out",       "train.deflate",       "data.val",
 };
 
-static char* config_to_text(const HnConfig* cfg) {
-    char* buf = NULL;
-    size_t len = 0;
-    FILE* f = open_memstream(&buf, &len);
-    if (!f) return NULL;
-    int rc = hn_config_write(cfg, f);
-    if (fclose(f) != 0 || rc != HN_OK) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
-}
-
 /* replace `link_path` by a new link (symbolic or hard) to `target`, atomically */
 static int replace_link(const char* target, const char* link_path, int symbolic) {
     char tmp[PATH_MAX];
@@ -679,7 +666,7 @@ static int run_setup_with(Run* r, HnH5** base) {
         r->opt.m = r->opt.v = NULL;
     }
     r->best_val = NAN;
-    if (!(r->config_text = config_to_text(cfg))) return hn_error("cannot render the config");
+    if (!(r->config_text = hn_config_to_text(cfg))) return HN_ERR;
     return r->no_folder || !r->lead ? HN_OK : hn_mkdirs(cfg->train.out);
 }
 
