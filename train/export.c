@@ -401,66 +401,47 @@ static int hf_module(int gpt2, int layer, HnLinear lin, char* out, size_t n) {
     return HN_OK;
 }
 
-int hn_export_peft(const char* ckpt, const char* out, HnExportDtype dtype, int force,
-                   HnExportStats* st) {
-    memset(st, 0, sizeof *st);
-    char tmp[PATH_MAX];
-    if (prepare_out(out, force, tmp, sizeof tmp) != HN_OK) return HN_ERR;
-    Source s;
-    int rc = load_source(ckpt, &s, 0);
-    const HnPeft* p = &s.model.peft;
-    const HnConfig* c = &s.cfg;
-    const int gpt2 = s.model.cfg.arch == HN_ARCH_GPT2;
-    int lora = 0, ia3 = 0;
-    for (int i = 0; rc == HN_OK && i < p->n; i++) {
-        const HnAddon* a = &p->a[i];
-        lora |= a->kind == HN_ADD_LORA || a->kind == HN_ADD_DORA;
-        ia3 |= a->kind == HN_ADD_IA3_OUT || a->kind == HN_ADD_IA3_IN;
-        if (a->off != 0 || a->out != a->base_out)
-            rc = hn_error("%s: LoRA on %s, a slice of GPT-2's fused attn.qkv, has no PEFT form "
-                          "(PEFT adapts whole modules: target attn.qkv)",
-                          ckpt, a->site);
-    }
-    if (rc == HN_OK && (s.foldless || p->bitfit))
-        rc = hn_error("%s: only LoRA, DoRA and IA3 export as PEFT adapters for now (prefix, "
-                      "prompt, adapters and BitFit: use --format hdf5-merged)",
-                      ckpt);
-    if (rc == HN_OK && lora + ia3 != 1)
-        rc = hn_error("%s: a PEFT adapter holds one method; this checkpoint has %s", ckpt,
-                      lora ? "LoRA and IA3" : "no LoRA or IA3 add-on");
-    const HnParamTable* t = &s.model.params;
-    const int per = 3; /* lora_A, lora_B, magnitude; or ia3_l */
-    HnStOut* outs = rc == HN_OK ? calloc((size_t)p->n * per + 1, sizeof *outs) : NULL;
-    char(*names)[192] = rc == HN_OK ? calloc((size_t)p->n * per + 1, sizeof *names) : NULL;
-    if (rc == HN_OK && (!outs || !names)) rc = hn_error("out of memory");
-    cJSON* targets = cJSON_CreateArray();
+/* LoRA (DoRA) or IA3: PEFT's tensors under transformers' module names, and their config */
+static int adapter_tensors(const Source* s, const char* ckpt, HnStOut* outs, char (*names)[192],
+                           int* n, cJSON* cfgj, HnExportStats* st) {
+    const HnPeft* p = &s->model.peft;
+    const HnParamTable* t = &s->model.params;
+    const int gpt2 = s->model.cfg.arch == HN_ARCH_GPT2;
+    int lora = 0, rc = HN_OK;
+    for (int i = 0; i < p->n; i++)
+        lora |= p->a[i].kind == HN_ADD_LORA || p->a[i].kind == HN_ADD_DORA;
+    cJSON* targets = cJSON_AddArrayToObject(cfgj, "target_modules");
     cJSON* ff = cJSON_CreateArray();
-    int n = 0;
     char mod[128], row[160];
     for (int i = 0; rc == HN_OK && i < p->n; i++) {
         const HnAddon* a = &p->a[i];
-        rc = hf_module(gpt2, a->layer, a->lin, mod, sizeof mod);
-        if (rc != HN_OK) break;
+        if (a->off != 0 || a->out != a->base_out) {
+            rc = hn_error("%s: LoRA on %s, a slice of GPT-2's fused attn.qkv, has no PEFT form "
+                          "(PEFT adapts whole modules: target attn.qkv)",
+                          ckpt, a->site);
+            break;
+        }
+        if ((rc = hf_module(gpt2, a->layer, a->lin, mod, sizeof mod)) != HN_OK) break;
         cJSON_AddItemToArray(targets, cJSON_CreateString(mod));
         if (a->kind == HN_ADD_IA3_IN) cJSON_AddItemToArray(ff, cJSON_CreateString(mod));
         const char* parts[3] = {"lora_A", "lora_B", "dora_m"};
         const char* peft_parts[3] = {"lora_A.weight", "lora_B.weight", "lora_magnitude_vector"};
         int nparts = a->kind == HN_ADD_DORA ? 3 : a->kind == HN_ADD_LORA ? 2 : 1;
         for (int k = 0; rc == HN_OK && k < nparts; k++) {
-            const char* part = ia3 ? "ia3" : parts[k];
-            snprintf(row, sizeof row, "layers.%d.%s.%s", a->layer, a->site, part);
+            snprintf(row, sizeof row, "layers.%d.%s.%s", a->layer, a->site,
+                     lora ? parts[k] : "ia3");
             int j = hn_params_find(t, row);
             if (j < 0) {
                 rc = hn_error("internal: no row %s", row);
                 break;
             }
             const HnParamRow* r = &t->rows[j];
-            HnStOut* o = &outs[n];
-            snprintf(names[n], sizeof names[n], "base_model.model.%s.%s", mod,
-                     ia3 ? "ia3_l" : peft_parts[k]);
-            o->name = names[n];
+            HnStOut* o = &outs[*n];
+            snprintf(names[*n], sizeof names[0], "base_model.model.%s.%s", mod,
+                     lora ? peft_parts[k] : "ia3_l");
+            o->name = names[*n];
             o->data = t->data + r->offset;
-            if (ia3) { /* PEFT keeps (out, 1), or (1, in) on feed-forward modules */
+            if (!lora) { /* PEFT keeps (out, 1), or (1, in) on feed-forward modules */
                 o->rank = 2;
                 o->shape[0] = a->kind == HN_ADD_IA3_IN ? 1 : (int64_t)r->numel;
                 o->shape[1] = a->kind == HN_ADD_IA3_IN ? (int64_t)r->numel : 1;
@@ -469,18 +450,14 @@ int hn_export_peft(const char* ckpt, const char* out, HnExportDtype dtype, int f
                 for (int d = 0; d < r->ndim; d++)
                     o->shape[d] = r->shape[d];
             }
-            n++;
+            (*n)++;
             st->rows++;
             st->numel += (long long)r->numel;
         }
     }
-    cJSON* cfgj = cJSON_CreateObject();
+    const HnConfig* c = &s->cfg;
     cJSON_AddStringToObject(cfgj, "peft_type", lora ? "LORA" : "IA3");
-    cJSON_AddStringToObject(cfgj, "task_type", "CAUSAL_LM");
-    cJSON_AddStringToObject(cfgj, "base_model_name_or_path", "");
-    cJSON_AddBoolToObject(cfgj, "inference_mode", 1);
     cJSON_AddBoolToObject(cfgj, "fan_in_fan_out", gpt2); /* GPT-2's Conv1D */
-    cJSON_AddItemToObject(cfgj, "target_modules", targets);
     if (lora) {
         cJSON_AddNumberToObject(cfgj, "r", c->peft.lora.rank);
         cJSON_AddNumberToObject(cfgj, "lora_alpha", decimal(c->peft.lora.alpha));
@@ -493,6 +470,91 @@ int hn_export_peft(const char* ckpt, const char* out, HnExportDtype dtype, int f
     } else {
         cJSON_AddItemToObject(cfgj, "feedforward_modules", ff);
         cJSON_AddBoolToObject(cfgj, "init_ia3_weights", 1);
+    }
+    return rc;
+}
+
+/* prefix tuning, prompt tuning or P-tuning: one tensor, prompt_embeddings, holding what
+ * peft's save_pretrained holds (the prefix after its projection, the virtual tokens after
+ * P-tuning's encoder: PEFT loads these into the embedding it uses for inference) */
+static int virtual_tensors(const Source* s, float** values, HnStOut* o, cJSON* cfgj,
+                           HnExportStats* st) {
+    const HnPeft* p = &s->model.peft;
+    const HnModelConfig* mc = &s->model.cfg;
+    const int prefix = p->prefix.P > 0;
+    const int P = prefix ? p->prefix.P : p->prompt.P;
+    const int cols = prefix ? p->prefix.cols : mc->C;
+    float* v = malloc((size_t)P * cols * sizeof(float));
+    if (!v) return hn_error("out of memory");
+    *values = v;
+    int rc = prefix ? hn_peft_prefix_values(p, &s->model.params, v)
+                    : hn_peft_prompt_values(p, &s->model.params, v);
+    o->name = "prompt_embeddings";
+    o->data = v;
+    o->rank = 2;
+    o->shape[0] = P;
+    o->shape[1] = cols;
+    st->rows = 1;
+    st->numel = (long long)P * cols;
+    const char* type = prefix ? "PREFIX_TUNING" : p->prompt.hidden ? "P_TUNING" : "PROMPT_TUNING";
+    cJSON_AddStringToObject(cfgj, "peft_type", type);
+    cJSON_AddNumberToObject(cfgj, "num_virtual_tokens", P);
+    cJSON_AddNumberToObject(cfgj, "num_transformer_submodules", 1);
+    cJSON_AddNumberToObject(cfgj, "num_layers", mc->L);
+    /* a prefix is KV wide: PEFT takes token_dim and heads from the key/value heads */
+    const int HS = mc->C / mc->NH, NKV = mc->NKV ? mc->NKV : mc->NH;
+    cJSON_AddNumberToObject(cfgj, "token_dim", prefix ? NKV * HS : mc->C);
+    cJSON_AddNumberToObject(cfgj, "num_attention_heads", prefix ? NKV : mc->NH);
+    if (prefix) {
+        cJSON_AddBoolToObject(cfgj, "prefix_projection", p->prefix.hidden > 0);
+        cJSON_AddNumberToObject(cfgj, "encoder_hidden_size",
+                                p->prefix.hidden ? p->prefix.hidden : mc->C);
+    } else if (p->prompt.hidden) {
+        cJSON_AddStringToObject(cfgj, "encoder_reparameterization_type", "MLP");
+        cJSON_AddNumberToObject(cfgj, "encoder_hidden_size", p->prompt.hidden);
+        cJSON_AddNumberToObject(cfgj, "encoder_num_layers", 2);
+        cJSON_AddNumberToObject(cfgj, "encoder_dropout", 0.0);
+    } else {
+        cJSON_AddStringToObject(cfgj, "prompt_tuning_init", "RANDOM");
+    }
+    return rc;
+}
+
+int hn_export_peft(const char* ckpt, const char* out, HnExportDtype dtype, int force,
+                   HnExportStats* st) {
+    memset(st, 0, sizeof *st);
+    char tmp[PATH_MAX];
+    if (prepare_out(out, force, tmp, sizeof tmp) != HN_OK) return HN_ERR;
+    Source s;
+    int rc = load_source(ckpt, &s, 0);
+    const HnPeft* p = &s.model.peft;
+    int lora = 0, ia3 = 0;
+    for (int i = 0; rc == HN_OK && i < p->n; i++) {
+        lora |= p->a[i].kind == HN_ADD_LORA || p->a[i].kind == HN_ADD_DORA;
+        ia3 |= p->a[i].kind == HN_ADD_IA3_OUT || p->a[i].kind == HN_ADD_IA3_IN;
+    }
+    const int prefix = rc == HN_OK && p->prefix.P > 0, prompt = rc == HN_OK && p->prompt.P > 0;
+    if (rc == HN_OK && (p->adapters.on || p->bitfit))
+        rc = hn_error("%s: %s has no PEFT form (use --format hdf5-merged)", ckpt,
+                      p->adapters.on ? "a bottleneck adapter" : "BitFit");
+    if (rc == HN_OK && lora + ia3 + prefix + prompt != 1)
+        rc = hn_error("%s: a PEFT adapter holds one method; this checkpoint has %s", ckpt,
+                      lora + ia3 + prefix + prompt ? "several" : "none");
+    const int n_max = 3 * (rc == HN_OK ? p->n : 0) + 1; /* lora_A, lora_B, magnitude; or one */
+    HnStOut* outs = rc == HN_OK ? calloc((size_t)n_max, sizeof *outs) : NULL;
+    char(*names)[192] = rc == HN_OK ? calloc((size_t)n_max, sizeof *names) : NULL;
+    if (rc == HN_OK && (!outs || !names)) rc = hn_error("out of memory");
+    cJSON* cfgj = cJSON_CreateObject();
+    cJSON_AddStringToObject(cfgj, "task_type", "CAUSAL_LM");
+    cJSON_AddStringToObject(cfgj, "base_model_name_or_path", "");
+    cJSON_AddBoolToObject(cfgj, "inference_mode", 1);
+    int n = 0;
+    float* values = NULL;
+    if (rc == HN_OK && (prefix || prompt)) {
+        rc = virtual_tensors(&s, &values, &outs[0], cfgj, st);
+        n = 1;
+    } else if (rc == HN_OK) {
+        rc = adapter_tensors(&s, ckpt, outs, names, &n, cfgj, st);
     }
     static const HnStDtype st_types[] = {HN_ST_F32, HN_ST_F16, HN_ST_BF16};
     const char* files[3];
@@ -512,6 +574,7 @@ int hn_export_peft(const char* ckpt, const char* out, HnExportDtype dtype, int f
     if (rc != HN_OK) hn_remove_tree(tmp);
     st->folded = 0;
     st->kept = n;
+    free(values);
     free(outs);
     free(names);
     source_free(&s);

@@ -13,7 +13,11 @@
  *                tokenizer_config.json) when the checkpoint has a BPE one. Add-ons must fold.
  *   peft         a PEFT adapter folder (adapter_config.json, adapter_model.safetensors with
  *                PEFT's key names) that peft's PeftModel.from_pretrained loads onto the hf
- *                export of the base: LoRA (rsLoRA, DoRA) or IA3, one method per adapter.
+ *                export of the base, one method per adapter: LoRA (rsLoRA, DoRA), IA3,
+ *                prefix tuning, prompt tuning or P-tuning. The last three are one tensor,
+ *                prompt_embeddings, as peft's save_pretrained writes it: the prefix after
+ *                its projection, the virtual tokens after P-tuning's encoder (PEFT saves no
+ *                encoder; it loads these rows into the embedding its inference uses).
  *   gguf         a GGUF v3 file for llama.cpp (Llama-family models with their BPE tokenizer):
  *                llama.* metadata, tokenizer.ggml.* (tokens, types, merges, specials, chat
  *                template, SmolLM2's "smollm" pre-tokenizer), tensors under llama.cpp's

@@ -1,7 +1,9 @@
 /*
  * `hone import ADAPTER_DIR --base BASE.h5 -o OUT.h5`: a PEFT adapter (adapter_config.json and
  * adapter_model.safetensors, as peft's save_pretrained writes them) onto a hone base, as a
- * frozen-base checkpoint that names the base by path and hash; see import.h.
+ * frozen-base checkpoint that names the base by path and hash; see import.h. LoRA, DoRA and
+ * IA3 tensors map to hone's add-on rows one by one; prefix, prompt and P-tuning adapters
+ * are one tensor each (virtual_config).
  */
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -72,6 +74,48 @@ static cJSON* read_json_file(const char* path) {
     return j;
 }
 
+static int json_int(const cJSON* ac, const char* key, int fallback) {
+    const cJSON* v = cJSON_GetObjectItemCaseSensitive(ac, key);
+    return cJSON_IsNumber(v) ? v->valueint : cJSON_IsNull(v) || !v ? fallback : INT_MIN;
+}
+
+/* prefix tuning, prompt tuning, P-tuning: one tensor, prompt_embeddings, holding the prefix
+ * (P, 2 L KV) after any projection, or the virtual tokens (P, C) after any encoder (what
+ * PEFT's inference uses). Both become plain rows: a prefix without projection, prompt
+ * tuning's virtual tokens (P-tuning's encoder is not saved by PEFT). */
+static int virtual_config(const cJSON* ac, const char* path, const HnSafetensors* st, int prefix,
+                          HnConfig* cfg) {
+    const HnModelConfig mc = hn_model_config_of(cfg);
+    const int P = json_int(ac, "num_virtual_tokens", INT_MIN);
+    const int sub = json_int(ac, "num_transformer_submodules", 1);
+    const int layers = json_int(ac, "num_layers", mc.L);
+    if (P < 1 || P > 1 << 16) return hn_error("%s: num_virtual_tokens must be 1..65536", path);
+    if (sub != 1)
+        return hn_error("%s: num_transformer_submodules %d: hone imports decoder-only adapters (1)",
+                        path, sub);
+    if (layers != mc.L) return hn_error("%s: num_layers %d; the base has %d", path, layers, mc.L);
+    const int NKV = mc.NKV ? mc.NKV : mc.NH, KV = NKV * (mc.C / mc.NH);
+    const int64_t cols = prefix ? 2 * (int64_t)mc.L * KV : mc.C;
+    const HnStTensor* x = hn_safetensors_find(st, "prompt_embeddings");
+    if (!x || hn_safetensors_count(st) != 1)
+        return hn_error("%s: the adapter must hold one tensor, prompt_embeddings", path);
+    if (x->rank != 2 || x->shape[0] != P || x->shape[1] != cols)
+        return hn_error("%s: prompt_embeddings is not (%d, %lld) (num_virtual_tokens, %s) for "
+                        "this base",
+                        path, P, (long long)cols,
+                        prefix ? "2 x layers x key/value width" : "channels");
+    if (mc.maxT <= P) return hn_error("%s: %d virtual positions fill the base's context", path, P);
+    cfg->peft.methods.n = 1;
+    snprintf(cfg->peft.methods.item[0], HN_STR, "%s", prefix ? "prefix" : "prompt");
+    if (prefix) {
+        cfg->peft.prefix.length = P;
+        cfg->peft.prefix.projection = 0;
+    } else {
+        cfg->peft.prompt.length = P;
+    }
+    return HN_OK;
+}
+
 int hn_import_peft(const char* dir, const char* base_path, const char* out,
                    const HnImportOptions* opt) {
     char path[PATH_MAX];
@@ -80,9 +124,13 @@ int hn_import_peft(const char* dir, const char* base_path, const char* out,
     if (!ac) return HN_ERR;
     const char* type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ac, "peft_type"));
     int rc = HN_OK, lora = type && !strcmp(type, "LORA"), ia3 = type && !strcmp(type, "IA3");
-    if (!lora && !ia3)
-        rc = hn_error("%s: peft_type %s: hone imports LORA and IA3 adapters", path,
-                      type ? type : "(none)");
+    const int prefix = type && !strcmp(type, "PREFIX_TUNING");
+    const int prompt = type && (!strcmp(type, "PROMPT_TUNING") || !strcmp(type, "P_TUNING"));
+    const int virt = prefix || prompt;
+    if (!lora && !ia3 && !virt)
+        rc = hn_error("%s: peft_type %s: hone imports LORA, IA3, PREFIX_TUNING, PROMPT_TUNING "
+                      "and P_TUNING adapters",
+                      path, type ? type : "(none)");
     const cJSON* rp = cJSON_GetObjectItemCaseSensitive(ac, "rank_pattern");
     const cJSON* ap = cJSON_GetObjectItemCaseSensitive(ac, "alpha_pattern");
     if (rc == HN_OK && ((cJSON_IsObject(rp) && rp->child) || (cJSON_IsObject(ap) && ap->child)))
@@ -109,13 +157,17 @@ int hn_import_peft(const char* dir, const char* base_path, const char* out,
     if (rc == HN_OK && cfg.peft.methods.n > 0)
         rc = hn_error("%s carries add-ons itself: import adapters onto a whole model", base_path);
 
+    if (rc == HN_OK && virt) {
+        snprintf(cfg.model.from, HN_STR, "%s", base_path);
+        rc = virtual_config(ac, path, st, prefix, &cfg);
+    }
     /* the sites per layer, from the tensor names */
     const int L = cfg.model.layers;
     char sites[16][16];
     int nsites = 0, *have = calloc((size_t)L * 16 + 1, sizeof *have);
     if (rc == HN_OK && !have) rc = hn_error("out of memory");
     int feed[16] = {0};
-    for (int i = 0; rc == HN_OK && i < hn_safetensors_count(st); i++) {
+    for (int i = 0; rc == HN_OK && !virt && i < hn_safetensors_count(st); i++) {
         const HnStTensor* t = hn_safetensors_tensor(st, i);
         int layer;
         const char *site, *part;
@@ -151,9 +203,9 @@ int hn_import_peft(const char* dir, const char* base_path, const char* out,
                 snprintf(targets.item[targets.n++], HN_STR, "layers.%d.%s", l, sites[k]);
         }
     }
-    if (rc == HN_OK && nsites == 0) rc = hn_error("%s holds no adapter tensor", path);
+    if (rc == HN_OK && !virt && nsites == 0) rc = hn_error("%s holds no adapter tensor", path);
     /* the config of the frozen-base run this adapter becomes */
-    if (rc == HN_OK) {
+    if (rc == HN_OK && !virt) {
         snprintf(cfg.model.from, HN_STR, "%s", base_path);
         cfg.peft.methods.n = 1;
         snprintf(cfg.peft.methods.item[0], HN_STR, "%s", lora ? "lora" : "ia3");
@@ -195,7 +247,17 @@ int hn_import_peft(const char* dir, const char* base_path, const char* out,
     if (rc == HN_OK) rc = hn_ckpt_read_rows(bf, "model", t, t->data, HN_ROWS_BASE);
     /* every add-on row from its PEFT tensor, and every PEFT tensor used */
     int used = 0;
-    for (int i = 0; rc == HN_OK && i < hn_safetensors_count(st); i++) {
+    if (rc == HN_OK && virt) { /* the prefix or the virtual tokens themselves */
+        int j = hn_params_find(t, prefix ? "prefix.embed" : "prompt.embed");
+        const HnStTensor* x = hn_safetensors_find(st, "prompt_embeddings");
+        if (j < 0 || !x || x->numel != t->rows[j].numel)
+            rc = hn_error("internal: the %s rows do not match the adapter",
+                          prefix ? "prefix" : "prompt");
+        else
+            rc = hn_safetensors_read_f32(st, x->name, t->data + t->rows[j].offset, x->numel);
+        used = 1;
+    }
+    for (int i = 0; rc == HN_OK && !virt && i < hn_safetensors_count(st); i++) {
         const HnStTensor* x = hn_safetensors_tensor(st, i);
         int layer;
         const char *site, *part;
@@ -247,7 +309,14 @@ int hn_import_peft(const char* dir, const char* base_path, const char* out,
                          .base_sha256 = hex};
         rc = hn_ckpt_save(out, &sv);
     }
-    if (rc == HN_OK)
+    if (rc == HN_OK && virt)
+        fprintf(stderr, "imported %s %s adapter (%d virtual %s%s) onto %s -> %s\n", type, dir,
+                prefix ? cfg.peft.prefix.length : cfg.peft.prompt.length,
+                prefix ? "key/value positions" : "tokens",
+                strcmp(type, "P_TUNING") ? ""
+                                         : ", as prompt tuning: PEFT saves the encoder's output",
+                base_path, out);
+    else if (rc == HN_OK)
         fprintf(stderr, "imported %s %s adapter (%d tensors, %d targets) onto %s -> %s\n", type,
                 dir, used, targets.n, base_path, out);
     free(text);

@@ -3,9 +3,11 @@
 # python3-torch, transformers 4.46, peft 0.13): tiny GPT-2 and Llama models made here, and a
 # LoRA + IA3 run on a frozen Llama base, exported as Hugging Face folders, give hone's loss on
 # a window (within 1e-4 nats, f32) and hone's greedy continuation (the same 16 ids); bf16
-# within 0.05 nats. PEFT adapters (DoRA + rsLoRA, IA3, GPT-2 LoRA) loaded by PeftModel onto
-# the hf export of their base do the same, and adapters PEFT itself made (LoRA, DoRA +
-# rsLoRA, IA3; GPT-2 LoRA) imported onto the hone base score what PEFT scores.
+# within 0.05 nats. PEFT adapters (DoRA + rsLoRA, IA3, prefix with projection, P-tuning;
+# GPT-2 LoRA, prefix, prompt tuning) loaded by PeftModel onto the hf export of their base do
+# the same, and adapters PEFT itself made (LoRA, DoRA + rsLoRA, IA3, prefix with and without
+# projection, prompt tuning, P-tuning, on both architectures) imported onto the hone base
+# score what PEFT scores.
 # The merged checkpoint of the frozen-base run scores what the run itself scores, and its
 # SHA-256 manifest checks. SmolLM2's export carries its tokenizer: transformers tokenizes a
 # text to hone's ids and scores it as hone does. Existing outputs need --force; a failed
@@ -90,6 +92,16 @@ peft_run dora llama "$WORK/hf_llama" --set 'peft.methods=[lora]' --set 'peft.lor
 peft_run ia3 llama "$WORK/hf_llama" --set 'peft.methods=[ia3]' --set 'peft.ia3.targets=[attn.k, attn.v, mlp.down]'
 peft_run gpt2_lora gpt2 "$WORK/hf_gpt2_base" --set 'peft.methods=[lora]' --set 'peft.lora.targets=[attn.qkv, mlp.up]' \
   --set peft.lora.rank=4 --set peft.lora.alpha=8
+# prompt learning: the prefix (after its projection) and the virtual tokens (after P-tuning's
+# encoder) as PEFT saves them; 4 virtual positions, so windows of 60
+peft_run prefix_proj llama "$WORK/hf_llama" --set 'peft.methods=[prefix]' --set peft.prefix.length=4 \
+  --set peft.prefix.projection=16 --set data.seq=60
+peft_run ptuning llama "$WORK/hf_llama" --set 'peft.methods=[ptuning]' --set peft.ptuning.length=4 \
+  --set peft.ptuning.hidden=16 --set data.seq=60
+peft_run gpt2_prefix gpt2 "$WORK/hf_gpt2_base" --set 'peft.methods=[prefix]' --set peft.prefix.length=4 --set data.seq=60
+peft_run gpt2_prompt gpt2 "$WORK/hf_gpt2_base" --set 'peft.methods=[prompt]' --set peft.prompt.length=4 --set data.seq=60
+grep -q '"P_TUNING"' "$WORK/peft_ptuning/adapter_config.json" && grep -q '"token_dim":[[:space:]]*32' \
+  "$WORK/peft_prefix_proj/adapter_config.json" && ok || bad "prompt-learning adapter_config.json"
 grep -q '"use_dora":[[:space:]]*true' "$WORK/peft_dora/adapter_config.json" && ok || bad "DoRA's adapter_config.json"
 expect_fail "peft of two methods" 1 "one method" -- \
   "$HONE" export "$WORK/lora/latest.h5" --format peft -o "$WORK/peft_two"
@@ -112,10 +124,17 @@ for arch in llama gpt2; do
       ok || bad "imported $arch $name scores $got, PEFT $want"
   done
 done
-printf '{"peft_type": "PROMPT_TUNING"}' > "$WORK/made_llama/lora/adapter_config.json.bad"
-mkdir -p "$WORK/badpeft" && cp "$WORK/made_llama/lora/adapter_config.json.bad" "$WORK/badpeft/adapter_config.json"
-expect_fail "an adapter type hone does not import" 1 "imports LORA and IA3" -- \
+mkdir -p "$WORK/badpeft" && printf '{"peft_type": "LOHA"}' > "$WORK/badpeft/adapter_config.json"
+expect_fail "an adapter type hone does not import" 1 "imports LORA, IA3, PREFIX_TUNING" -- \
   "$HONE" import "$WORK/badpeft" --base "$WORK/llama/latest.h5" -o "$WORK/x.h5"
+expect_fail "a prefix made for another base" 1 "prompt_embeddings is not \\(4, 128\\)" -- \
+  "$HONE" import "$WORK/made_gpt2/prefix" --base "$WORK/llama/latest.h5" -o "$WORK/x.h5"
+mkdir -p "$WORK/badprompt" && cp "$WORK/made_llama/prompt/adapter_model.safetensors" "$WORK/badprompt/" &&
+  sed 's/"num_virtual_tokens": 5/"num_virtual_tokens": 6/' "$WORK/made_llama/prompt/adapter_config.json" \
+    > "$WORK/badprompt/adapter_config.json"
+expect_fail "virtual tokens the config miscounts" 1 "prompt_embeddings is not \\(6, 64\\)" -- \
+  "$HONE" import "$WORK/badprompt" --base "$WORK/llama/latest.h5" -o "$WORK/x.h5"
+[ ! -e "$WORK/x.h5" ] && ok || bad "a failed import left $WORK/x.h5"
 expect_fail "an adapter for another base" 1 "matches no site of this llama model" -- \
   "$HONE" import "$WORK/made_gpt2/lora" --base "$WORK/llama/latest.h5" -o "$WORK/x.h5"
 

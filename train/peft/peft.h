@@ -161,6 +161,12 @@ void hn_peft_set_prompt_ids(HnPeft* p, const int* ids, int n);
 int hn_peft_virtual_tokens(const HnPeft* p);
 int hn_peft_prefix_length(const HnPeft* p);
 
+/* what inference uses, for exports: the prefix (P, 2 L KV), its projection applied, and the
+ * virtual tokens (P, C), P-tuning's encoder applied; from the add-on rows of t. Only the
+ * out of memory of the projection's scratch fails. */
+int hn_peft_prefix_values(const HnPeft* p, const HnParamTable* t, float* kv);
+int hn_peft_prompt_values(const HnPeft* p, const HnParamTable* t, float* emb);
+
 /* the sites of an architecture's block, by name (attn.qkv, attn.q, ..., mlp.down) */
 const char* hn_peft_site_name(HnLinear lin);
 

@@ -174,3 +174,45 @@ void hn_peft_prefix_end(HnPeft* p) {
     for (size_t i = 0; i < (size_t)P * D; i++)
         ge[i] += de[i];
 }
+
+/* ---- the values inference uses ---- */
+
+static const float* table_row(const HnParamTable* t, int row) {
+    return t->data + t->rows[row].offset;
+}
+
+int hn_peft_prefix_values(const HnPeft* p, const HnParamTable* t, float* kv) {
+    const HnPrefix* px = &p->prefix;
+    if (!px->hidden) {
+        memcpy(kv, table_row(t, px->row_embed), (size_t)px->P * px->cols * sizeof(float));
+        return HN_OK;
+    }
+    float* h = malloc((size_t)px->P * px->hidden * sizeof(float));
+    if (!h) return hn_error("out of memory: the prefix projection");
+    hn_matmul_forward(h, table_row(t, px->row_embed), table_row(t, px->row_w0),
+                      table_row(t, px->row_b0), px->P, px->dim, px->hidden);
+    for (size_t i = 0; i < (size_t)px->P * px->hidden; i++)
+        h[i] = tanhf(h[i]);
+    hn_matmul_forward(kv, h, table_row(t, px->row_w1), table_row(t, px->row_b1), px->P, px->hidden,
+                      px->cols);
+    free(h);
+    return HN_OK;
+}
+
+int hn_peft_prompt_values(const HnPeft* p, const HnParamTable* t, float* emb) {
+    const HnPrompt* pr = &p->prompt;
+    const int P = pr->P, C = p->C, H = pr->hidden;
+    if (!H) {
+        memcpy(emb, table_row(t, pr->row_embed), (size_t)P * C * sizeof(float));
+        return HN_OK;
+    }
+    float* h1 = malloc(2 * (size_t)P * H * sizeof(float));
+    if (!h1) return hn_error("out of memory: the P-tuning encoder");
+    float* h2 = h1 + (size_t)P * H;
+    dense(h1, table_row(t, pr->row_embed), table_row(t, pr->row_w[0]), table_row(t, pr->row_b[0]),
+          P, C, H, 1);
+    dense(h2, h1, table_row(t, pr->row_w[1]), table_row(t, pr->row_b[1]), P, H, H, 1);
+    dense(emb, h2, table_row(t, pr->row_w[2]), table_row(t, pr->row_b[2]), P, H, C, 0);
+    free(h1);
+    return HN_OK;
+}
