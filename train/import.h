@@ -23,7 +23,8 @@ int hn_import_gguf(const char* src, const char* out, const HnImportOptions* opt)
 int hn_import_hf(const char* src, const char* out, const HnImportOptions* opt);
 
 /* A PEFT adapter folder (adapter_config.json + adapter_model.safetensors; LORA with rsLoRA
- * and DoRA, or IA3; the module paths of the base's hf form, train/export.h) onto the hone
+ * and DoRA, IA3, PREFIX_TUNING, PROMPT_TUNING, or P_TUNING as the prompt tuning its saved
+ * virtual tokens are; the module paths of the base's hf form, train/export.h) onto the hone
  * checkpoint base: out is a frozen-base checkpoint naming base by path and SHA-256, which
  * eval, generate, export and further training read. HN_OK or HN_ERR */
 int hn_import_peft(const char* dir, const char* base, const char* out, const HnImportOptions* opt);
