@@ -88,6 +88,7 @@ static int option(int argc, char** argv, int* i, const char* name, const char** 
 static const char* EVAL_HELP =
     "usage: hone eval CKPT --task ppl|mc|gen --data FILE [--template F] [--shots K]\n"
     "                 [--seed S] [--max-tokens N] [--context N] [--json OUT]\n"
+    "                 [--retrieve DIR [--top-k K] [--passage-words W]]\n"
     "\n"
     "Evaluate a checkpoint.\n"
     "  ppl  perplexity of FILE: a token shard (.bin from `hone prepare`, scored as it is) or\n"
@@ -108,6 +109,11 @@ static const char* EVAL_HELP =
     "                    separated by blank lines (default 0)\n"
     "  --seed S          chooses the shots (default 1337)\n"
     "  --max-tokens N    gen: longest continuation in tokens (default 64)\n"
+    "  --retrieve DIR    mc/gen: retrieval augmentation: the text files under DIR, cut into\n"
+    "                    passages, indexed by BM25; the --top-k passages best matching each\n"
+    "                    example's context (mc) or prompt (gen) go first in its prompt\n"
+    "  --top-k K         passages per prompt (default 3, at most 64)\n"
+    "  --passage-words W words per passage (default 64)\n"
     "  --context N       positions the model serves (its KV cache and the ppl window):\n"
     "                    min(N, the model's context) (default 2048)\n"
     "  --json OUT        also write the result as one JSON object to OUT\n"
@@ -180,6 +186,7 @@ static int report(const char* ckpt, const HnEvalOptions* o, const HnEvalResult* 
     if (!ppl) {
         cJSON_AddNumberToObject(j, "shots", o->shots);
         cJSON_AddNumberToObject(j, "seed", (double)o->seed);
+        cJSON_AddNumberToObject(j, "retrieved", o->retriever ? o->top_k : 0);
     }
     int rc = write_json_atomic(json_path, j);
     cJSON_Delete(j);
@@ -189,7 +196,9 @@ static int report(const char* ckpt, const HnEvalOptions* o, const HnEvalResult* 
 int hn_cmd_eval(int argc, char** argv) {
     const char *ckpt = NULL, *json = NULL, *v;
     HnEvalOptions o = {.shots = 0, .seed = 1337, .max_tokens = 64};
-    int shots_given = 0, context = HN_EVAL_DEFAULT_CONTEXT, got;
+    int shots_given = 0, context = HN_EVAL_DEFAULT_CONTEXT, got, passage_words = 64;
+    const char* retrieve = NULL;
+    o.top_k = 3;
     for (int i = 0; i < argc; i++) {
         if (is_help(argv[i])) {
             fputs(EVAL_HELP, stdout);
@@ -198,7 +207,8 @@ int hn_cmd_eval(int argc, char** argv) {
         if ((got = option(argc, argv, &i, "--task", &o.task)) ||
             (got = option(argc, argv, &i, "--data", &o.data)) ||
             (got = option(argc, argv, &i, "--template", &o.template_path)) ||
-            (got = option(argc, argv, &i, "--json", &json))) {
+            (got = option(argc, argv, &i, "--json", &json)) ||
+            (got = option(argc, argv, &i, "--retrieve", &retrieve))) {
             if (got < 0) return usage_error("eval", "%s needs a value", argv[i]);
         } else if ((got = option(argc, argv, &i, "--shots", &v))) {
             if (got < 0) return usage_error("eval", "%s needs a value", argv[i]);
@@ -213,6 +223,14 @@ int hn_cmd_eval(int argc, char** argv) {
             if (got < 0) return usage_error("eval", "%s needs a value", argv[i]);
             if (!parse_int(v, 1, INT_MAX, &o.max_tokens))
                 return usage_error("eval", "--max-tokens wants a positive integer, not '%s'", v);
+        } else if ((got = option(argc, argv, &i, "--top-k", &v))) {
+            if (got < 0) return usage_error("eval", "%s needs a value", argv[i]);
+            if (!parse_int(v, 1, 64, &o.top_k))
+                return usage_error("eval", "--top-k wants a number 1..64, not '%s'", v);
+        } else if ((got = option(argc, argv, &i, "--passage-words", &v))) {
+            if (got < 0) return usage_error("eval", "%s needs a value", argv[i]);
+            if (!parse_int(v, 1, 100000, &passage_words))
+                return usage_error("eval", "--passage-words wants a number 1..100000, not '%s'", v);
         } else if ((got = option(argc, argv, &i, "--context", &v))) {
             if (got < 0) return usage_error("eval", "%s needs a value", argv[i]);
             if (!parse_int(v, 1, INT_MAX, &context))
@@ -232,15 +250,24 @@ int hn_cmd_eval(int argc, char** argv) {
     if (!o.data) return usage_error("eval", "eval needs --data FILE");
     if (strcmp(o.task, "ppl") == 0 && (shots_given || o.template_path))
         return usage_error("eval", "--shots and --template apply to the mc and gen tasks");
+    if (strcmp(o.task, "ppl") == 0 && retrieve)
+        return usage_error("eval", "--retrieve applies to the mc and gen tasks");
 
+    HnRetriever* index = NULL;
+    if (retrieve && !(index = hn_retriever_open(retrieve, passage_words))) return fail();
+    o.retriever = index;
     HnEvalModel* m;
     HnTokenizer* tok;
-    if (hn_eval_model_open(ckpt, context, &m, &tok) != HN_OK) return fail();
+    if (hn_eval_model_open(ckpt, context, &m, &tok) != HN_OK) {
+        hn_retriever_free(index);
+        return fail();
+    }
     HnEvalResult r;
     int rc = hn_eval_run(m, tok, &o, &r);
     if (rc == HN_OK) rc = report(ckpt, &o, &r, json);
     hn_tokenizer_free(tok);
     hn_eval_model_free(m);
+    hn_retriever_free(index);
     return rc == HN_OK ? 0 : fail();
 }
 
@@ -345,7 +372,8 @@ int hn_cmd_generate(int argc, char** argv) {
     int start = rc == HN_OK ? hn_tokenizer_doc_start(tok) : -1;
     if (start >= 0 && hn_tokens_push(&ids, start) != HN_OK) rc = hn_error("out of memory");
     if (rc == HN_OK) rc = hn_tokenizer_encode_special(tok, prompt, strlen(prompt), &ids);
-    if (rc == HN_OK && ids.n == 0) rc = hn_error("the prompt is empty and the model has no start token");
+    if (rc == HN_OK && ids.n == 0)
+        rc = hn_error("the prompt is empty and the model has no start token");
     if (rc == HN_OK)
         rc = hn_eval_generate(m, &s, ids.ids, ids.n, max_tokens, hn_tokenizer_eos(tok),
                               on_print_token, tok, NULL);

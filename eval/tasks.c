@@ -407,17 +407,30 @@ static char* read_template(const char* path, const char* key) {
     return t;
 }
 
-/* K examples other than `cur`, drawn from a stream seeded by (seed, cur) so that one
+/* the passages retrieved for the current example (with a retriever), then K examples
+ * other than `cur`, drawn from a stream seeded by (seed, cur) so that one
  * example's shots do not depend on the others'; each formatted and followed by its answer,
  * then "\n\n", then the current example's formatted prompt */
 static int build_prompt(Buf* b, const Example* ex, int n, int cur, int mc, const char* tmpl,
-                        int shots, uint64_t seed) {
+                        const HnEvalOptions* opt) {
     const char* key = mc ? "{context}" : "{prompt}";
+    const int shots = opt->shots;
     HnRng rng;
-    hn_rng_seed(&rng, seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(cur + 1)));
+    hn_rng_seed(&rng, opt->seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(cur + 1)));
     int chosen[64];
     b->n = 0;
     if (buf_add(b, "", 0) != HN_OK) return HN_ERR;
+    if (opt->retriever && opt->top_k > 0) { /* the passages retrieved for this example */
+        int ids[64];
+        double scores[64];
+        int k = opt->top_k < 64 ? opt->top_k : 64;
+        int got = hn_retriever_search(opt->retriever, ex[cur].prompt, k, ids, scores);
+        if (got < 0) return HN_ERR;
+        for (int i = 0; i < got; i++) {
+            const char* p = hn_retriever_passage(opt->retriever, ids[i]);
+            if (buf_add(b, p, strlen(p)) != HN_OK || buf_add(b, "\n\n", 2) != HN_OK) return HN_ERR;
+        }
+    }
     for (int k = 0; k < shots; k++) {
         int j, again;
         do { /* rejection: K is small next to n */
@@ -443,7 +456,8 @@ static int encode_prompt(const HnTokenizer* tok, const char* text, HnTokens* out
     int start = hn_tokenizer_doc_start(tok);
     if (start >= 0 && hn_tokens_push(out, start) != HN_OK) return hn_error("out of memory");
     if (hn_tokenizer_encode(tok, text, strlen(text), out) != HN_OK) return HN_ERR;
-    if (out->n == 0 && hn_tokens_push(out, hn_tokenizer_eos(tok)) != HN_OK) return hn_error("out of memory");
+    if (out->n == 0 && hn_tokens_push(out, hn_tokenizer_eos(tok)) != HN_OK)
+        return hn_error("out of memory");
     return HN_OK;
 }
 
@@ -491,7 +505,7 @@ static int task_mc(HnEvalModel* m, const HnTokenizer* tok, const Example* ex, in
     ll = calloc((size_t)maxc, sizeof *ll);
     if (!choices || !ll) rc = hn_error("out of memory");
     for (int i = 0; rc == HN_OK && i < n; i++) {
-        rc = build_prompt(&prompt, ex, n, i, 1, tmpl, opt->shots, opt->seed);
+        rc = build_prompt(&prompt, ex, n, i, 1, tmpl, opt);
         if (rc == HN_OK) rc = encode_prompt(tok, prompt.s, &ctx);
         for (int c = 0; rc == HN_OK && c < ex[i].nchoices; c++) {
             choices[c].n = 0;
@@ -554,7 +568,7 @@ static int task_gen(HnEvalModel* m, const HnTokenizer* tok, const Example* ex, i
     int rc = hn_sampler_init(&greedy, m->config.V, &sp, 0);
     double em = 0.0, rouge = 0.0;
     for (int i = 0; rc == HN_OK && i < n; i++) {
-        rc = build_prompt(&prompt, ex, n, i, 0, tmpl, opt->shots, opt->seed);
+        rc = build_prompt(&prompt, ex, n, i, 0, tmpl, opt);
         if (rc == HN_OK) rc = encode_prompt(tok, prompt.s, &ids);
         g.text.n = 0;
         if (rc == HN_OK) rc = buf_add(&g.text, "", 0);

@@ -7,7 +7,9 @@
  *   gen  greedy generation from JSONL {"prompt", "reference"} up to a newline, scored by
  *        exact match and ROUGE-L F1 over words (Lin 2004).
  * mc and gen prompts can follow a template ({context} / {prompt}) and carry K examples
- * from the same file as shots. Not here: printing results (cli/cmd_eval.c).
+ * from the same file as shots; with a retriever, the top-k passages for the example's own
+ * context or prompt (BM25, eval/retrieve.h) come first, each followed by a blank line. Not here:
+ * printing results (cli/cmd_eval.c).
  */
 #ifndef HONE_EVAL_TASKS_H
 #define HONE_EVAL_TASKS_H
@@ -17,14 +19,18 @@
 
 #include "data/tokenizer.h"
 #include "eval/model.h"
+#include "eval/retrieve.h"
 
 typedef struct {
-    const char* task;          /* "ppl", "mc" or "gen" */
-    const char* data;          /* the data file */
-    const char* template_path; /* NULL: "{context}" (mc) or "{prompt}" (gen) */
-    int shots;                 /* examples in front of each prompt (mc, gen) */
-    uint64_t seed;             /* chooses the shots */
-    int max_tokens;            /* gen: longest continuation */
+    const char* task;             /* "ppl", "mc" or "gen" */
+    const char* data;             /* the data file */
+    const char* template_path;    /* NULL: "{context}" (mc) or "{prompt}" (gen) */
+    int shots;                    /* examples in front of each prompt (mc, gen) */
+    uint64_t seed;                /* chooses the shots */
+    int max_tokens;               /* gen: longest continuation */
+    const HnRetriever* retriever; /* mc, gen: NULL, or the index whose top_k passages for
+                                   * each example's context / prompt go first */
+    int top_k;
 } HnEvalOptions;
 
 typedef struct {

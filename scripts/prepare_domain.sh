@@ -5,7 +5,8 @@
 #   scripts/prepare_domain.sh                                  # byte tokenizer
 #   scripts/prepare_domain.sh --tokenizer models/smollm2.h5    # a model's tokenizer
 #
-# Writes corpus/manpages/{train,val,test}/NAME.SECTION.txt and shards/manpages/{train,val,test}/
+# Writes corpus/manpages/{train,val,test}/NAME.SECTION.txt, the question set
+# corpus/manpages/qa/{train,test}_{mc,gen}.jsonl (scripts/make_qa.py), and shards/manpages/{train,val,test}/
 # (each a `hone prepare` folder: the train split's shards are train_*.bin, the val and test
 # splits' are their own folders' train_*.bin, every page a document; see below). A page is in
 # exactly one split, chosen by a hash of its name (90/5/5), so reruns and other machines agree.
@@ -104,6 +105,17 @@ for s in train val test; do
   echo "$want" > "$stamp"
 done
 
+# the question set: each page's NAME line (names -> one-line purpose) as multiple choice
+# (distractors from other pages) and as generation, for the train pages (what training and
+# retrieval can teach) and the held-out test pages; see scripts/make_qa.py
+mkdir -p "$corpus/qa"
+for s in train test; do
+  if [ ! -s "$corpus/qa/${s}_mc.jsonl" ] || [ "$(find "$corpus/$s" -newer "$corpus/qa/${s}_mc.jsonl" | head -1)" ] ||
+     [ scripts/make_qa.py -nt "$corpus/qa/${s}_mc.jsonl" ]; then
+    python3 scripts/make_qa.py "$corpus/$s" "$corpus/qa/$s" >&2
+  fi
+done
+
 # summary
 printf '%-6s %6s %10s %12s\n' split pages bytes tokens
 for s in train val test; do
@@ -113,3 +125,4 @@ for s in train val test; do
   printf '%-6s %6d %10d %12d\n' "$s" "$pages" "$bytes" "$tokens"
 done
 echo "shards: $shards/{train,val,test}/train_*.bin (tokenizer: $tokenizer)"
+echo "questions: $corpus/qa/{train,test}_{mc,gen}.jsonl ($(wc -l < "$corpus/qa/train_mc.jsonl") train pages, $(wc -l < "$corpus/qa/test_mc.jsonl") test pages)"

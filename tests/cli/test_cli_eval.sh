@@ -108,6 +108,45 @@ expect_fail "unknown task" 2 "unknown task 'qa'" -- "$HONE" eval "$CKPT" --task 
 expect_fail "no data" 2 "needs --data" -- "$HONE" eval "$CKPT" --task ppl
 expect_fail "shots with ppl" 2 "--shots" -- "$HONE" eval "$CKPT" --task ppl --data "$VAL" --shots 1
 expect_fail "unknown option" 2 "unknown option '--bogus'" -- "$HONE" eval "$CKPT" --bogus
+expect_fail "retrieval with ppl" 2 "--retrieve applies" -- "$HONE" eval "$CKPT" --task ppl --data "$VAL" --retrieve "$WORK"
+expect_fail "retrieval from no folder" 1 "is not a folder" -- \
+  "$HONE" eval "$CKPT" --task mc --data "$WORK/mc.jsonl" --retrieve "$WORK/nope"
+mkdir -p "$WORK/emptydir"
+expect_fail "retrieval from an empty folder" 1 "has no text to retrieve from" -- \
+  "$HONE" eval "$CKPT" --task mc --data "$WORK/mc.jsonl" --retrieve "$WORK/emptydir"
+expect_fail "top-k 0" 2 "--top-k" -- "$HONE" eval "$CKPT" --task mc --data "$WORK/mc.jsonl" --retrieve "$WORK" --top-k 0
+
+# retrieval augmentation on the real model: pages of made-up functions (no model can know
+# their purpose), questions on them (a page's names -> its purpose, the others' purposes as
+# distractors) answered without and with BM25's top passage in the prompt
+MODEL="$HONE_SOURCE_DIR/models/smollm2.h5"
+if [ -f "$MODEL" ]; then
+  mkdir -p "$WORK/pages"
+  page() { printf 'NAME\n       %s - %s\n\nDESCRIPTION\n       See the source.\n' "$2" "$3" > "$WORK/pages/$1.txt"; }
+  page frob "frobnicate, frobnicate_r" "twiddle the quux register of a widget"
+  page blit "zorblit" "paint seven gnomes onto a teapot"
+  page wump "wumpify, wumpify_at" "count the pebbles of a moonbeam"
+  page snarf "snarfle" "bake a bitmap into a fruitcake"
+  purposes='" twiddle the quux register of a widget", " paint seven gnomes onto a teapot", " count the pebbles of a moonbeam", " bake a bitmap into a fruitcake"'
+  : > "$WORK/qa.jsonl"
+  for q in "frobnicate, frobnicate_r -:0" "zorblit -:1" "wumpify, wumpify_at -:2" "snarfle -:3"; do
+    printf '{"context": "%s", "choices": [%s], "answer": %s}\n' "${q%:*}" "$purposes" "${q##*:}" >> "$WORK/qa.jsonl"
+  done
+  mc_acc() { "$HONE" eval "$MODEL" --task mc --data "$WORK/qa.jsonl" "$@" 2>/dev/null | awk '$2 == "accuracy" {print $3}'; }
+  acc0=$(mc_acc)
+  acc1=$(mc_acc --retrieve "$WORK/pages" --top-k 1)
+  echo "SmolLM2 on 4 made-up man pages: accuracy $acc0 without retrieval, $acc1 with the top passage"
+  [ "$acc1" = "1.000000" ] && [ "$acc0" != "1.000000" ] && ok || bad "retrieval-augmented accuracy $acc1 (without: $acc0)"
+  printf '{"prompt": "frobnicate, frobnicate_r -", "reference": "twiddle the quux register of a widget"}\n' > "$WORK/qa_gen.jsonl"
+  gen_rl() { "$HONE" eval "$MODEL" --task gen --data "$WORK/qa_gen.jsonl" --max-tokens 12 "$@" 2>/dev/null | awk '$2 == "rouge_l" {print $3}'; }
+  rl0=$(gen_rl)
+  rl1=$(gen_rl --retrieve "$WORK/pages" --top-k 1)
+  echo "SmolLM2 generating a made-up purpose: ROUGE-L $rl0 without retrieval, $rl1 with"
+  awk -v a="$rl0" -v b="$rl1" 'BEGIN {exit !(a != "" && b != "" && a < 0.3 && b > 0.6)}' && ok ||
+    bad "retrieval-augmented ROUGE-L $rl1 (without: $rl0)"
+else
+  skip_or_fail "$MODEL is missing (run scripts/get_model.sh)"
+fi
 # a shard whose ids are not below the vocabulary (257): header, 2 uint16 ids 300 and 1
 { printf '\x88\xd8\x34\x01\x01\x00\x00\x00\x02\x00\x00\x00'; head -c 1012 /dev/zero; printf '\x2c\x01\x01\x00'; } > "$WORK/big.bin"
 expect_fail "id >= vocab" 1 "token id 300 at position 0 is not below" -- "$HONE" eval "$CKPT" --task ppl --data "$WORK/big.bin"
