@@ -23,5 +23,7 @@ int hn_cmd_export(int argc, char** argv);
 int hn_cmd_apply(int argc, char** argv);
 /* hone edit CKPT --subject S --prompt P --target O --cov-data DATA -o OUT.h5 */
 int hn_cmd_edit(int argc, char** argv);
+/* cli/bench.c */
+int hn_cmd_bench(int argc, char** argv);
 
 #endif

@@ -242,6 +242,7 @@ static const char* MAIN_HELP =
     "  export    write a checkpoint as a sparse delta against its base\n"
     "  apply     rebuild a checkpoint from a base and sparse deltas\n"
     "  edit      rewrite one fact with a rank-one update (ROME)\n"
+    "  bench     every specialization method on one model and domain, side by side\n"
     "\n"
     "`hone <command> --help` describes each command. `hone --version` prints the version.\n";
 
@@ -272,6 +273,7 @@ int main(int argc, char** argv) {
     if (strcmp(cmd, "export") == 0) return hn_cmd_export(argc - 2, argv + 2);
     if (strcmp(cmd, "apply") == 0) return hn_cmd_apply(argc - 2, argv + 2);
     if (strcmp(cmd, "edit") == 0) return hn_cmd_edit(argc - 2, argv + 2);
+    if (strcmp(cmd, "bench") == 0) return hn_cmd_bench(argc - 2, argv + 2);
     if (strcmp(cmd, "import") == 0) return hn_cmd_import(argc - 2, argv + 2);
     if (strcmp(cmd, "eval") == 0) return hn_cmd_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "generate") == 0) return hn_cmd_generate(argc - 2, argv + 2);

@@ -175,6 +175,27 @@ static const Key KEYS[] = {
     KEY(dist, nccl, KEY_STR, "auto", "auto|always",
         "GPU ranks sum gradients with NCCL; auto = when there are several ranks, always = "
         "with one too (a check of the NCCL path)"),
+
+    KEY(bench, out, KEY_STR, "benchmarks/results/bench", NULL,
+        "hone bench: results folder (METHOD.json per finished method, bench.csv, bench.md, "
+        "runs/METHOD/)"),
+    KEY(bench, methods, KEY_STRLIST, "", NULL,
+        "hone bench: methods in order (zero-shot, few-shot, retrieval, prompt, prefix, ptuning, "
+        "lora, dora, ia3, houlsby, pfeiffer, bitfit, fish, full); empty = all"),
+    KEY(bench, domain, KEY_STR, "", NULL, "hone bench: held-out domain text or shard (perplexity)"),
+    KEY(bench, general, KEY_STR, "", NULL,
+        "hone bench: general text or shard, never trained on (perplexity: forgetting)"),
+    KEY(bench, qa, KEY_STR, "", NULL, "hone bench: multiple-choice questions (JSONL, hone eval mc)"),
+    KEY(bench, qa_gen, KEY_STR, "", NULL,
+        "hone bench: generation questions (JSONL, hone eval gen); \"\" = none"),
+    KEY(bench, retrieve, KEY_STR, "", NULL,
+        "hone bench: the folder the retrieval method searches (BM25)"),
+    KEY(bench, shots, KEY_INT, "3", NULL, "hone bench: examples in front of each few-shot question"),
+    KEY(bench, top_k, KEY_INT, "2", NULL, "hone bench: passages retrieved per question"),
+    KEY(bench, context, KEY_INT, "1024", NULL, "hone bench: positions evaluation serves"),
+    KEY(bench, gen_tokens, KEY_INT, "16", NULL, "hone bench: longest generated answer in tokens"),
+    KEY(bench, lr, KEY_STRLIST, "", NULL,
+        "hone bench: METHOD=LR learning rates replacing the defaults (e.g. \"lora=5e-4\")"),
 };
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 
@@ -190,6 +211,7 @@ static const struct {
     {"mask", "partial knowledge updates: which entries of the model train"},
     {"train", "the run: its length, device, output, logging, evaluation and sampling"},
     {"dist", "data parallel across ranks (launched by mpirun or srun)"},
+    {"bench", "hone bench: the methods compared and what they are measured on"},
 };
 #define NSECTIONS ((int)(sizeof SECTIONS / sizeof SECTIONS[0]))
 

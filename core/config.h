@@ -121,6 +121,20 @@ typedef struct {
         int zero;      /* 1: ZeRO-1, AdamW state sharded across ranks */
         char nccl[16]; /* auto | always */
     } dist;
+    struct {                   /* `hone bench`: every method on this run's model and data */
+        char out[HN_STR];      /* results folder */
+        HnStrList methods;     /* the methods to run, in order; empty = all */
+        char domain[HN_STR];   /* perplexity data of the domain (held out) */
+        char general[HN_STR];  /* perplexity data of general text (forgetting) */
+        char qa[HN_STR];       /* multiple-choice questions (JSONL) */
+        char qa_gen[HN_STR];   /* generation questions (JSONL); "" = none */
+        char retrieve[HN_STR]; /* folder the retrieval-augmented method searches */
+        int shots;             /* few-shot examples */
+        int top_k;             /* retrieved passages */
+        int context;           /* positions evaluation serves */
+        int gen_tokens;        /* longest generated answer */
+        HnStrList lr;          /* method=lr overrides of the learning rates */
+    } bench;
 } HnConfig;
 
 /* fill every key with its default */

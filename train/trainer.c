@@ -691,6 +691,23 @@ static int open_run_files(Run* r, int resumed) {
     if (hn_path(path, sizeof path, "%s/metrics.jsonl", r->cfg.train.out) != HN_OK) return HN_ERR;
     if (resumed && truncate_metrics(path, r->step) != HN_OK) return HN_ERR;
     if (!(r->metrics = fopen(path, resumed ? "a" : "w"))) return hn_error("cannot write %s", path);
+    /* what trains and what its optimizer holds (AdamW: two f32 moments per trained entry) */
+    size_t nparams = 0, trained = 0;
+    for (int i = 0; i < r->model.params.n; i++) {
+        const HnParamRow* row = &r->model.params.rows[i];
+        nparams += row->numel;
+        if (row->trainable) trained += row->mask ? row->mask_k : row->numel;
+    }
+    if (hn_path(path, sizeof path, "%s/run.json", r->cfg.train.out) != HN_OK) return HN_ERR;
+    f = fopen(path, "w");
+    ok = f && fprintf(f,
+                      "{\"parameters\":%zu,\"trainable\":%zu,\"optimizer_bytes\":%zu,"
+                      "\"tokens_per_step\":%lld}\n",
+                      nparams, trained, 2 * trained * sizeof(float),
+                      (long long)r->cfg.data.batch * r->cfg.data.seq * r->cfg.optim.accum *
+                          r->world) > 0;
+    if (f) ok = fclose(f) == 0 && ok;
+    if (!ok) return hn_error("cannot write %s", path);
     return HN_OK;
 }
 
