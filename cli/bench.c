@@ -138,26 +138,11 @@ static const Method* find_method(const char* name) {
     return NULL;
 }
 
+/* a JSON file, or NULL (the error set) */
 static cJSON* read_json(const char* path) {
-    FILE* f = fopen(path, "rb");
-    if (!f) return NULL;
-    char* buf = NULL;
-    size_t n = 0, cap = 0, got;
-    char chunk[8192];
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (n + got + 1 > cap) {
-            cap = 2 * (n + got + 1);
-            char* b = realloc(buf, cap);
-            if (!b) break;
-            buf = b;
-        }
-        memcpy(buf + n, chunk, got);
-        n += got;
-    }
-    fclose(f);
-    if (!buf) return NULL;
-    buf[n] = '\0';
-    cJSON* j = cJSON_Parse(buf);
+    size_t n;
+    char* buf = hn_read_file(path, &n);
+    cJSON* j = buf ? cJSON_Parse(buf) : NULL;
     free(buf);
     return j;
 }

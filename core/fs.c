@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -76,4 +77,36 @@ int hn_remove_tree(const char* path) {
     return nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS) == 0
                ? HN_OK
                : hn_error("cannot remove %s", path);
+}
+
+char* hn_read_file(const char* path, size_t* len) {
+    FILE* f = fopen(path, "rb");
+    if (!f) {
+        hn_error("cannot read %s", path);
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char* buf = malloc(cap);
+    for (size_t got; buf && (got = fread(buf + n, 1, cap - 1 - n, f)) > 0;) {
+        n += got;
+        if (n == cap - 1) {
+            char* bigger = realloc(buf, cap *= 2);
+            if (!bigger) free(buf);
+            buf = bigger;
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf) {
+        hn_error("out of memory reading %s", path);
+        return NULL;
+    }
+    if (bad) {
+        free(buf);
+        hn_error("cannot read %s", path);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
 }

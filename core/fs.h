@@ -10,6 +10,9 @@ int hn_path(char* out, size_t n, const char* fmt, ...) __attribute__((format(pri
 int hn_mkdirs(const char* path);
 /* SHA-256 of a file's bytes as 64 hex digits and a NUL */
 int hn_file_sha256(const char* path, char hex[65]);
+/* a whole file, NUL-terminated (*len bytes before the NUL), to free(); NULL and one error
+ * when it cannot be read */
+char* hn_read_file(const char* path, size_t* len);
 /* remove a file or a folder and everything in it (rm -rf); missing is fine */
 int hn_remove_tree(const char* path);
 

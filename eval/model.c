@@ -797,14 +797,6 @@ static void prime_cache(HnEvalModel* m) {
     }
 }
 
-/* y (n, out) = x (n, in) W^T + b, then ReLU (relu 1), tanh (2) or nothing (0) */
-static void dense(float* y, const float* x, const float* w, const float* b, int n, int in, int out,
-                  int act) {
-    hn_matmul_forward(y, x, w, b, n, in, out);
-    for (size_t i = 0; act && i < (size_t)n * out; i++)
-        y[i] = act == 1 ? (y[i] > 0.0f ? y[i] : 0.0f) : tanhf(y[i]);
-}
-
 /* the checks of hn_eval_model_set_peft, before anything is allocated: sizes, and with rows
  * set the arrays they need */
 static int check_peft(const HnEvalModel* m, const HnEvalPeft* e, int rows) {
@@ -872,9 +864,9 @@ int hn_eval_model_set_peft(HnEvalModel* m, const HnEvalPeft* peft) {
 #define TAKE(ptr, numel) (ptr = at, at += (numel))
     if (Px) {
         TAKE(p.prefix, (size_t)Px * cols);
-        if (Hx) { /* kv = tanh(embed W0^T + b0) W1^T + b1, embed KV wide */
-            dense(scratch, e->prefix_embed, e->prefix_w0, e->prefix_b0, Px, (int)KV, Hx, 2);
-            dense(p.prefix, scratch, e->prefix_w1, e->prefix_b1, Px, Hx, (int)cols, 0);
+        if (Hx) { /* embed KV wide */
+            hn_peft_prefix_project(p.prefix, scratch, e->prefix_embed, e->prefix_w0, e->prefix_b0,
+                                   e->prefix_w1, e->prefix_b1, Px, (int)KV, Hx, (int)cols);
         } else {
             memcpy(p.prefix, e->prefix_embed, (size_t)Px * cols * sizeof(float));
         }
@@ -882,10 +874,9 @@ int hn_eval_model_set_peft(HnEvalModel* m, const HnEvalPeft* peft) {
     if (Pv) {
         TAKE(p.prompt, (size_t)Pv * C);
         if (Hv) { /* PEFT's prompt encoder: Linear, ReLU, Linear, ReLU, Linear */
-            float *h1 = scratch + (size_t)Px * Hx, *h2 = h1 + (size_t)Pv * Hv;
-            dense(h1, e->prompt_embed, e->prompt_w[0], e->prompt_b[0], Pv, C, Hv, 1);
-            dense(h2, h1, e->prompt_w[1], e->prompt_b[1], Pv, Hv, Hv, 1);
-            dense(p.prompt, h2, e->prompt_w[2], e->prompt_b[2], Pv, Hv, C, 0);
+            float* h1 = scratch + (size_t)Px * Hx;
+            hn_peft_prompt_encode(p.prompt, h1, h1 + (size_t)Pv * Hv, e->prompt_embed, e->prompt_w,
+                                  e->prompt_b, Pv, C, Hv);
         } else {
             memcpy(p.prompt, e->prompt_embed, (size_t)Pv * C * sizeof(float));
         }

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "core/fs.h"
 
 #define MAX_TEXT ((size_t)1 << 30)
 
@@ -34,7 +35,8 @@ struct HnRetriever {
     char* terms; /* term strings, NUL-terminated */
     size_t terms_n, terms_cap;
     size_t* toff; /* (V) term offsets into terms */
-    int V, vcap;
+    int V;
+    size_t vcap;
     size_t* post_off; /* (V + 1) CSR offsets */
     Posting* post;
 };
@@ -114,11 +116,9 @@ static int term_id(HnRetriever* r, const char* s, size_t n, int add) {
         h = (h + 1) & (r->nslots - 1);
     }
     if (!add) return -1;
-    size_t vc = (size_t)r->vcap;
-    if (grow((void**)&r->toff, &vc, (size_t)r->V + 1, sizeof *r->toff) != HN_OK ||
+    if (grow((void**)&r->toff, &r->vcap, (size_t)r->V + 1, sizeof *r->toff) != HN_OK ||
         grow((void**)&r->terms, &r->terms_cap, r->terms_n + n + 1, 1) != HN_OK)
         return -1;
-    r->vcap = (int)vc;
     r->toff[r->V] = r->terms_n;
     memcpy(r->terms + r->terms_n, low, n + 1);
     r->terms_n += n + 1;
@@ -130,11 +130,15 @@ static int term_id(HnRetriever* r, const char* s, size_t n, int add) {
 static int end_passage(HnRetriever* r, size_t start, int words, int terms) {
     if (!words) return HN_OK;
     r->text[r->text_n - 1] = '\0'; /* the space after the last word */
-    size_t pc = (size_t)r->pcap;
-    if (grow((void**)&r->poff, &pc, (size_t)r->N + 1, sizeof *r->poff) != HN_OK) return HN_ERR;
-    size_t pc2 = (size_t)r->pcap;
-    if (grow((void**)&r->plen, &pc2, (size_t)r->N + 1, sizeof *r->plen) != HN_OK) return HN_ERR;
-    r->pcap = (int)pc;
+    if (r->N == r->pcap) {         /* the two per-passage arrays grow together */
+        int c = r->pcap ? 2 * r->pcap : 1024;
+        size_t* o = realloc(r->poff, (size_t)c * sizeof *o);
+        if (o) r->poff = o;
+        int* l = o ? realloc(r->plen, (size_t)c * sizeof *l) : NULL;
+        if (!l) return hn_error("out of memory: the retrieval index");
+        r->plen = l;
+        r->pcap = c;
+    }
     r->poff[r->N] = start;
     r->plen[r->N] = terms;
     r->N++;
@@ -269,24 +273,14 @@ HnRetriever* hn_retriever_open(const char* dir, int passage_words) {
     if (rc == HN_OK) qsort(paths.path, paths.n, sizeof *paths.path, cmp_str);
     size_t total = 0;
     for (size_t i = 0; rc == HN_OK && i < paths.n; i++) {
-        FILE* f = fopen(paths.path[i], "rb");
-        if (!f) {
-            rc = hn_error("cannot read %s", paths.path[i]);
+        size_t n = 0;
+        char* buf = hn_read_file(paths.path[i], &n);
+        if (!buf) {
+            rc = HN_ERR;
             break;
         }
-        char* buf = NULL;
-        size_t n = 0, cap = 0, got;
-        char chunk[65536];
-        while (rc == HN_OK && (got = fread(chunk, 1, sizeof chunk, f)) > 0) {
-            if ((total += got) > MAX_TEXT) {
-                rc = hn_error("%s holds more than 1 GiB of text: too much to index", dir);
-                break;
-            }
-            rc = grow((void**)&buf, &cap, n + got, 1);
-            if (rc == HN_OK) memcpy(buf + n, chunk, got), n += got;
-        }
-        if (rc == HN_OK && ferror(f)) rc = hn_error("cannot read %s", paths.path[i]);
-        fclose(f);
+        if ((total += n) > MAX_TEXT)
+            rc = hn_error("%s holds more than 1 GiB of text: too much to index", dir);
         if (rc == HN_OK) rc = index_text(r, &pairs, buf, n, passage_words);
         free(buf);
     }

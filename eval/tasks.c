@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/rng.h"
 #include "data/dataset.h"
 #include "eval/generate.h"
@@ -20,39 +21,6 @@
 #include "kernels/ops.h"
 
 /* ---- files ---- */
-
-/* the whole file, NUL-terminated (the text may hold other NULs); NULL with an error */
-static char* read_file(const char* path, size_t* len) {
-    FILE* f = fopen(path, "rb");
-    if (!f) {
-        hn_error("cannot read %s", path);
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char* buf = malloc(cap);
-    for (size_t got; buf && (got = fread(buf + n, 1, cap - 1 - n, f)) > 0;) {
-        n += got;
-        if (n == cap - 1) {
-            char* bigger = realloc(buf, cap *= 2);
-            if (!bigger) free(buf);
-            buf = bigger;
-        }
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf) {
-        hn_error("out of memory reading %s", path);
-        return NULL;
-    }
-    if (bad) {
-        free(buf);
-        hn_error("cannot read %s", path);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
 
 static int is_shard(const char* buf, size_t len) {
     int32_t magic;
@@ -317,7 +285,7 @@ static int read_examples(const char* path, int mc, Example** out, int* count) {
     *out = NULL;
     *count = 0;
     size_t len;
-    char* text = read_file(path, &len);
+    char* text = hn_read_file(path, &len);
     if (!text) return HN_ERR;
     int rc = HN_OK, cap = 0, line = 0;
     for (char* p = text; rc == HN_OK && p < text + len;) {
@@ -395,7 +363,7 @@ static int buf_format(Buf* b, const char* tmpl, const char* key, const char* val
 /* the template file's text without the one trailing newline an editor adds */
 static char* read_template(const char* path, const char* key) {
     size_t len;
-    char* t = read_file(path, &len);
+    char* t = hn_read_file(path, &len);
     if (!t) return NULL;
     if (len > 0 && t[len - 1] == '\n') t[--len] = '\0';
     if (len > 0 && t[len - 1] == '\r') t[--len] = '\0';
@@ -465,7 +433,7 @@ static int encode_prompt(const HnTokenizer* tok, const char* text, HnTokens* out
 
 static int task_ppl(HnEvalModel* m, const HnTokenizer* tok, const char* path, HnEvalResult* r) {
     size_t len;
-    char* buf = read_file(path, &len);
+    char* buf = hn_read_file(path, &len);
     if (!buf) return HN_ERR;
     HnTokens ids = {0};
     int rc;

@@ -55,22 +55,15 @@ static int parse_key(const char* key, int* layer, const char** site, const char*
 }
 
 static cJSON* read_json_file(const char* path) {
-    FILE* f = fopen(path, "rb");
-    if (!f) {
-        hn_error("cannot read %s", path);
-        return NULL;
-    }
-    char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    int big = !feof(f);
-    fclose(f);
-    if (big) {
+    size_t n;
+    char* buf = hn_read_file(path, &n);
+    if (!buf) return NULL;
+    cJSON* j = NULL;
+    if (n >= 1 << 16)
         hn_error("%s is larger than 64 KiB: not an adapter_config.json", path);
-        return NULL;
-    }
-    buf[n] = '\0';
-    cJSON* j = cJSON_Parse(buf);
-    if (!j) hn_error("%s is not valid JSON", path);
+    else if (!(j = cJSON_Parse(buf)))
+        hn_error("%s is not valid JSON", path);
+    free(buf);
     return j;
 }
 

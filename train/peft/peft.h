@@ -161,6 +161,16 @@ void hn_peft_set_prompt_ids(HnPeft* p, const int* ids, int n);
 int hn_peft_virtual_tokens(const HnPeft* p);
 int hn_peft_prefix_length(const HnPeft* p);
 
+/* PEFT's encoders, one implementation for training, inference and export (the caller owns
+ * the intermediates, which training keeps for its backward):
+ *   prompt  h1 = relu(embed W0^T + b0), h2 = relu(h1 W1^T + b1), emb = h2 W2^T + b2
+ *           embed (P, C), W0 (H, C), W1 (H, H), W2 (C, H)
+ *   prefix  h = tanh(embed W0^T + b0), kv = h W1^T + b1;  embed (P, D), W0 (H, D), W1 (cols, H) */
+void hn_peft_prompt_encode(float* emb, float* h1, float* h2, const float* embed,
+                           const float* const w[3], const float* const b[3], int P, int C, int H);
+void hn_peft_prefix_project(float* kv, float* h, const float* embed, const float* w0,
+                            const float* b0, const float* w1, const float* b1, int P, int D, int H,
+                            int cols);
 /* what inference uses, for exports: the prefix (P, 2 L KV), its projection applied, and the
  * virtual tokens (P, C), P-tuning's encoder applied; from the add-on rows of t. Only the
  * out of memory of the projection's scratch fails. */

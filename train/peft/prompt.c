@@ -73,16 +73,33 @@ static void dense(float* y, const float* x, const float* w, const float* b, int 
             y[i] = y[i] > 0.0f ? y[i] : 0.0f;
 }
 
+void hn_peft_prompt_encode(float* emb, float* h1, float* h2, const float* embed,
+                           const float* const w[3], const float* const b[3], int P, int C, int H) {
+    dense(h1, embed, w[0], b[0], P, C, H, 1);
+    dense(h2, h1, w[1], b[1], P, H, H, 1);
+    dense(emb, h2, w[2], b[2], P, H, C, 0);
+}
+
+void hn_peft_prefix_project(float* kv, float* h, const float* embed, const float* w0,
+                            const float* b0, const float* w1, const float* b1, int P, int D, int H,
+                            int cols) {
+    hn_matmul_forward(h, embed, w0, b0, P, D, H);
+    for (size_t i = 0; i < (size_t)P * H; i++)
+        h[i] = tanhf(h[i]);
+    hn_matmul_forward(kv, h, w1, b1, P, H, cols);
+}
+
 void hn_peft_embed_forward(HnPeft* p, float* out, const int* tokens, const float* wte,
                            const float* wpe, int pos0, int B, int T, int C) {
     HnPrompt* pr = &p->prompt;
     int P = pr->P, Tt = P + T;
     const float* emb = row_of(p, pr->row_embed);
     if (pr->hidden) { /* PEFT's PromptEncoder: Linear, ReLU, Linear, ReLU, Linear */
-        int H = pr->hidden;
-        dense(pr->h1, emb, row_of(p, pr->row_w[0]), row_of(p, pr->row_b[0]), P, C, H, 1);
-        dense(pr->h2, pr->h1, row_of(p, pr->row_w[1]), row_of(p, pr->row_b[1]), P, H, H, 1);
-        dense(pr->emb, pr->h2, row_of(p, pr->row_w[2]), row_of(p, pr->row_b[2]), P, H, C, 0);
+        const float* w[3] = {row_of(p, pr->row_w[0]), row_of(p, pr->row_w[1]),
+                             row_of(p, pr->row_w[2])};
+        const float* b[3] = {row_of(p, pr->row_b[0]), row_of(p, pr->row_b[1]),
+                             row_of(p, pr->row_b[2])};
+        hn_peft_prompt_encode(pr->emb, pr->h1, pr->h2, emb, w, b, P, C, pr->hidden);
         emb = pr->emb;
     }
 #pragma omp parallel for collapse(2) schedule(static)
@@ -143,12 +160,10 @@ const float* hn_peft_prefix_begin(HnPeft* p) {
     if (!p->active || !px->P) return NULL;
     if (!px->hidden) return row_of(p, px->row_embed);
     /* PEFT's PrefixEncoder with projection: Linear, tanh, Linear */
-    int P = px->P, H = px->hidden, D = px->dim;
-    hn_matmul_forward(px->h, row_of(p, px->row_embed), row_of(p, px->row_w0), row_of(p, px->row_b0),
-                      P, D, H);
-    for (size_t i = 0; i < (size_t)P * H; i++)
-        px->h[i] = tanhf(px->h[i]);
-    hn_matmul_forward(px->kv, px->h, row_of(p, px->row_w1), row_of(p, px->row_b1), P, H, px->cols);
+    const int P = px->P;
+    hn_peft_prefix_project(px->kv, px->h, row_of(p, px->row_embed), row_of(p, px->row_w0),
+                           row_of(p, px->row_b0), row_of(p, px->row_w1), row_of(p, px->row_b1), P,
+                           px->dim, px->hidden, px->cols);
     memset(px->dkv, 0, (size_t)P * px->cols * sizeof(float));
     return px->kv;
 }
@@ -189,12 +204,9 @@ int hn_peft_prefix_values(const HnPeft* p, const HnParamTable* t, float* kv) {
     }
     float* h = malloc((size_t)px->P * px->hidden * sizeof(float));
     if (!h) return hn_error("out of memory: the prefix projection");
-    hn_matmul_forward(h, table_row(t, px->row_embed), table_row(t, px->row_w0),
-                      table_row(t, px->row_b0), px->P, px->dim, px->hidden);
-    for (size_t i = 0; i < (size_t)px->P * px->hidden; i++)
-        h[i] = tanhf(h[i]);
-    hn_matmul_forward(kv, h, table_row(t, px->row_w1), table_row(t, px->row_b1), px->P, px->hidden,
-                      px->cols);
+    hn_peft_prefix_project(kv, h, table_row(t, px->row_embed), table_row(t, px->row_w0),
+                           table_row(t, px->row_b0), table_row(t, px->row_w1),
+                           table_row(t, px->row_b1), px->P, px->dim, px->hidden, px->cols);
     free(h);
     return HN_OK;
 }
@@ -208,11 +220,11 @@ int hn_peft_prompt_values(const HnPeft* p, const HnParamTable* t, float* emb) {
     }
     float* h1 = malloc(2 * (size_t)P * H * sizeof(float));
     if (!h1) return hn_error("out of memory: the P-tuning encoder");
-    float* h2 = h1 + (size_t)P * H;
-    dense(h1, table_row(t, pr->row_embed), table_row(t, pr->row_w[0]), table_row(t, pr->row_b[0]),
-          P, C, H, 1);
-    dense(h2, h1, table_row(t, pr->row_w[1]), table_row(t, pr->row_b[1]), P, H, H, 1);
-    dense(emb, h2, table_row(t, pr->row_w[2]), table_row(t, pr->row_b[2]), P, H, C, 0);
+    const float* w[3] = {table_row(t, pr->row_w[0]), table_row(t, pr->row_w[1]),
+                         table_row(t, pr->row_w[2])};
+    const float* b[3] = {table_row(t, pr->row_b[0]), table_row(t, pr->row_b[1]),
+                         table_row(t, pr->row_b[2])};
+    hn_peft_prompt_encode(emb, h1, h1 + (size_t)P * H, table_row(t, pr->row_embed), w, b, P, C, H);
     free(h1);
     return HN_OK;
 }
