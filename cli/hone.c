@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "data/h5.h"
 #include "data/prepare.h"
 #include "core/config.h"
 #include "train/dist.h"
@@ -244,7 +245,26 @@ static const char* MAIN_HELP =
     "  edit      rewrite one fact with a rank-one update (ROME)\n"
     "  bench     every specialization method on one model and domain, side by side\n"
     "\n"
-    "`hone <command> --help` describes each command. `hone --version` prints the version.\n";
+    "`hone <command> --help` describes each command. `hone --version` prints the version.\n"
+    "\n"
+    "Every command also takes --allow-unverified: read HDF5 files that hone did not write,\n"
+    "or that changed since (their seal, a SHA-256 hone writes into each file, is missing or\n"
+    "does not match). libhdf5 is not hardened against hostile files: use it for files you\n"
+    "trust.\n";
+
+/* --allow-unverified may stand anywhere after the command: taken out of argv here so that
+ * no command's own parser needs to know it */
+static void take_global_options(int* argc, char** argv) {
+    int n = 0;
+    for (int i = 0; i < *argc; i++) {
+        if (i >= 2 && strcmp(argv[i], "--allow-unverified") == 0)
+            hn_h5_allow_unverified(1);
+        else
+            argv[n++] = argv[i];
+    }
+    argv[n] = NULL;
+    *argc = n;
+}
 
 int main(int argc, char** argv) {
     if (argc < 2) {
@@ -260,6 +280,7 @@ int main(int argc, char** argv) {
         printf("hone %s\n", HONE_VERSION);
         return 0;
     }
+    take_global_options(&argc, argv);
     if (strcmp(cmd, "train") == 0) {
         /* several ranks when an MPI launcher started this process (train/dist.h) */
         if (hn_dist_init(&argc, &argv) != HN_OK) return fail();

@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "core/error.h"
 
 #define HN_H5_MAX_RANK 8
@@ -263,6 +265,123 @@ static uint16_t h5_f32_to_bf16(float x) {
     return (uint16_t)(u >> 16);
 }
 
+/* ---- the seal ----
+ * libhdf5 is not hardened against hostile files, so it only sees a file hone can vouch for:
+ * every file hn_h5_create makes starts with a user block of HN_H5_SEAL bytes (HDF5 skips
+ * it; h5py and h5dump read such files as usual) that holds, once the file is closed, the
+ * SHA-256 and the length of everything after it:
+ *     "hone-h5-seal 1\nsha256 <64 hex digits>\nbytes <decimal>\n" and NULs
+ * hn_h5_open checks both before libhdf5 opens the file. A file without a seal (made
+ * elsewhere) or with one that does not match (changed or damaged since) is refused unless
+ * hn_h5_allow_unverified(1) was called (the command line's --allow-unverified). */
+
+#define HN_H5_SEAL 512
+static const char SEAL_MAGIC[] = "hone-h5-seal 1\n";
+static int g_allow_unverified;
+
+void hn_h5_allow_unverified(int yes) {
+    g_allow_unverified = yes;
+}
+
+/* SHA-256 of the bytes of fd from offset `from` to its end (read with pread), as hex;
+ * *len gets their count */
+static int h5_hash_tail(int fd, const char* path, char hex[65], long long* len) {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    const size_t cap = (size_t)1 << 20;
+    unsigned char* buf = malloc(cap);
+    int ok = buf && ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    off_t at = HN_H5_SEAL;
+    for (;;) {
+        if (!ok) break;
+        ssize_t n = pread(fd, buf, cap, at);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) ok = 0;
+        if (n <= 0) break;
+        ok = EVP_DigestUpdate(ctx, buf, (size_t)n);
+        at += n;
+    }
+    unsigned char md[32];
+    unsigned mdlen = 0;
+    ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen == 32;
+    EVP_MD_CTX_free(ctx);
+    free(buf);
+    if (!ok) return hn_error("%s: cannot read it to check its seal: %s", path, strerror(errno));
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    *len = (long long)(at - HN_H5_SEAL);
+    return HN_OK;
+}
+
+/* write the seal of a closed file (its user block was reserved at creation) */
+static int h5_seal(const char* tmp, const char* path) {
+    int fd = open(tmp, O_RDWR);
+    if (fd < 0) return hn_error("%s: cannot reopen %s to seal it: %s", path, tmp, strerror(errno));
+    char hex[65];
+    long long len = 0;
+    int rc = h5_hash_tail(fd, path, hex, &len);
+    char block[HN_H5_SEAL] = {0};
+    if (rc == HN_OK) {
+        snprintf(block, sizeof block, "%ssha256 %s\nbytes %lld\n", SEAL_MAGIC, hex, len);
+        if (pwrite(fd, block, sizeof block, 0) != (ssize_t)sizeof block)
+            rc = hn_error("%s: cannot write its seal: %s", path, strerror(errno));
+    }
+    close(fd);
+    return rc;
+}
+
+/* 1 if the HDF5 signature is where libhdf5 looks for it (offset 0, 512, 1024, ...) */
+static int h5_signed(int fd, off_t size) {
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    for (off_t at = 0; at + 8 <= size; at = at ? 2 * at : 512) {
+        unsigned char b[8];
+        if (pread(fd, b, 8, at) == 8 && memcmp(b, sig, 8) == 0) return 1;
+    }
+    return 0;
+}
+
+/* HN_OK when path carries a seal that matches its bytes, or when unverified files are
+ * allowed and it is at least an HDF5 file; else one error saying which */
+static int h5_verify(const char* path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return hn_error("%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    char block[HN_H5_SEAL + 1] = {0};
+    if (fstat(fd, &st) != 0 || pread(fd, block, HN_H5_SEAL, 0) < 0) {
+        int err = errno;
+        close(fd);
+        return hn_error("%s: cannot read: %s", path, strerror(err));
+    }
+    char want[65] = {0};
+    long long want_len = -1;
+    int sealed = memcmp(block, SEAL_MAGIC, sizeof SEAL_MAGIC - 1) == 0 &&
+                 sscanf(block + sizeof SEAL_MAGIC - 1, "sha256 %64[0-9a-f]\nbytes %lld", want,
+                        &want_len) == 2;
+    int rc = HN_OK;
+    if (!sealed && !h5_signed(fd, st.st_size)) {
+        rc = hn_error("%s: not an HDF5 file", path);
+    } else if (!sealed) {
+        if (!g_allow_unverified)
+            rc = hn_error("%s: an HDF5 file hone did not write (no seal); libhdf5 is not "
+                          "hardened against hostile files, so it is read only with "
+                          "--allow-unverified",
+                          path);
+    } else if (!g_allow_unverified) {
+        char hex[65];
+        long long len = 0;
+        rc = h5_hash_tail(fd, path, hex, &len);
+        if (rc == HN_OK && len != want_len)
+            rc = hn_error("%s: damaged: %lld bytes follow its seal, which was written for %lld "
+                          "(truncated or appended to; --allow-unverified reads it anyway)",
+                          path, len, want_len);
+        else if (rc == HN_OK && strcmp(hex, want) != 0)
+            rc = hn_error("%s: damaged: its SHA-256 does not match the seal hone wrote with it "
+                          "(changed since it was saved; --allow-unverified reads it anyway)",
+                          path);
+    }
+    close(fd);
+    return rc;
+}
+
 /* ---- files ---- */
 
 static hid_t h5_fapl(void) {
@@ -315,8 +434,14 @@ HnH5* hn_h5_create(const char* path, int deflate_level) {
         return NULL;
     }
     hid_t fapl = h5_fapl();
-    f->file = fapl < 0 ? H5I_INVALID_HID : H5Fcreate(f->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    if (fcpl >= 0 && H5Pset_userblock(fcpl, HN_H5_SEAL) < 0) {
+        H5Pclose(fcpl);
+        fcpl = H5I_INVALID_HID;
+    }
+    f->file = fapl < 0 || fcpl < 0 ? H5I_INVALID_HID : H5Fcreate(f->tmp, H5F_ACC_TRUNC, fcpl, fapl);
     h5_close(fapl);
+    h5_close(fcpl);
     if (f->file < 0) {
         /* the temporary file is not removed here: if the failure is another open handle on
          * the same name, it is that handle's file */
@@ -366,6 +491,7 @@ int hn_h5_commit(HnH5* f) {
     }
     if (H5Fflush(f->file, H5F_SCOPE_GLOBAL) < 0) rc = h5_fail(f->path, NULL, "cannot flush");
     if (H5Fclose(f->file) < 0 && rc == HN_OK) rc = h5_fail(f->path, NULL, "cannot close");
+    if (rc == HN_OK) rc = h5_seal(f->tmp, f->path);
     if (rc == HN_OK) rc = h5_sync_file(f);
     if (rc == HN_OK && rename(f->tmp, f->path) != 0)
         rc = hn_error("%s: cannot rename %s onto it: %s", f->path, f->tmp, strerror(errno));
@@ -401,6 +527,7 @@ HnH5* hn_h5_open(const char* path) {
         hn_error("%s: is a folder, not an HDF5 file", path);
         return NULL;
     }
+    if (h5_verify(path) != HN_OK) return NULL;
     /* asked first so that "not HDF5 at all" and "HDF5 but unreadable" read differently */
     htri_t is_h5 = H5Fis_hdf5(path);
     if (is_h5 <= 0) {

@@ -1,6 +1,7 @@
 /*
  * A small layer over HDF5 for hone's files: create a file under a temporary name and
- * commit it atomically (flush, fsync, rename, fsync the folder), write and read datasets
+ * commit it atomically (flush, seal with its SHA-256, fsync, rename, fsync the folder),
+ * write and read datasets
  * and attributes by path, with chunking + shuffle + deflate for arrays. HDF5's own error
  * printing is off; every failure is one hn_error() line naming the file and the object.
  * Nothing here knows the checkpoint schema (train/checkpoint.c does).
@@ -38,9 +39,14 @@ int hn_h5_commit(HnH5* f);
 /* close and delete the temporary file; frees f */
 void hn_h5_abort(HnH5* f);
 
-/* open an existing file read-only; NULL with an error if missing, not HDF5, or damaged
- * (a truncated file fails here) */
+/* open an existing file read-only; NULL with an error if missing, not HDF5, or damaged.
+ * Files hn_h5_commit wrote carry a seal (a SHA-256 of their bytes in a 512-byte HDF5 user
+ * block) that is checked before libhdf5 reads anything: a file without one, or changed
+ * since, is refused unless hn_h5_allow_unverified(1) was called. */
 HnH5* hn_h5_open(const char* path);
+/* let hn_h5_open read HDF5 files without a matching seal (from elsewhere, or changed); the
+ * command line's --allow-unverified. Process-wide. */
+void hn_h5_allow_unverified(int yes);
 /* close a file from hn_h5_open (on a file from hn_h5_create it is hn_h5_abort); NULL is fine */
 void hn_h5_close(HnH5* f);
 const char* hn_h5_path(const HnH5* f); /* the final path, for messages */

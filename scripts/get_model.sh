@@ -28,6 +28,7 @@ PY
   echo "$SHA256  $GGUF" | sha256sum -c --quiet || { echo "get_model: checksum mismatch for $GGUF" >&2; exit 1; }
 fi
 echo "get_model: $GGUF ($(du -h "$GGUF" | cut -f1), sha256 ok)" >&2
-if [ -x build/hone ] && [ ! -s models/smollm2.h5 ]; then
+# a checkpoint from an older hone (no seal) or a damaged one is made again
+if [ -x build/hone ] && ! build/hone inspect models/smollm2.h5 >/dev/null 2>&1; then
   build/hone import "$GGUF" -o models/smollm2.h5
 fi

@@ -548,8 +548,12 @@ static void test_truncated_files_fail_cleanly(void) {
         char cut[1024], name[64];
         snprintf(name, sizeof name, "cut%d.h5", c);
         copy_prefix(full, tpath(cut, name), cuts[c]);
+        expect_open_fails(cut, "a cut file against its seal", "bytes follow its seal");
+        /* and what libhdf5 makes of it when told to read it anyway */
         hn_error_clear();
+        hn_h5_allow_unverified(1);
         f = hn_h5_open(cut);
+        hn_h5_allow_unverified(0);
         int failures = f ? 0 : 1;
         const char* m = hn_error_message();
         CHECK(f || (m[0] && !strchr(m, '\n') && strstr(m, name)), "open of cut %d: '%s'", c, m);
@@ -570,6 +574,75 @@ static void test_truncated_files_fail_cleanly(void) {
         CHECK(failures > 0, "a file cut to %ld of %ld bytes read without an error", cuts[c], size);
     }
     free(a);
+}
+
+static void flip_byte(const char* path, long at) {
+    FILE* f = fopen(path, "r+b");
+    if (!f) return;
+    fseek(f, at, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, at, SEEK_SET);
+    fputc(c ^ 0x10, f);
+    fclose(f);
+}
+
+/* every committed file carries a seal of its bytes, checked before libhdf5 reads it */
+static void test_seal_catches_any_change(void) {
+    char path[1024], copy[1024];
+    tpath(path, "sealed.h5");
+    const int64_t shape[1] = {4096};
+    float* a = malloc(4096 * sizeof *a);
+    if (!a) return;
+    for (int i = 0; i < 4096; i++)
+        a[i] = (float)i;
+    HnH5* f = hn_h5_create(path, 1);
+    CHECK(f != NULL, "create: %s", hn_error_message());
+    if (!f) return;
+    CHECK(hn_h5_write(f, "/a", HN_H5_F32, a, 1, shape) == HN_OK, "%s", hn_error_message());
+    CHECK(hn_h5_commit(f) == HN_OK, "commit: %s", hn_error_message());
+    free(a);
+
+    FILE* in = fopen(path, "rb");
+    char block[512] = {0};
+    CHECK(in && fread(block, 1, sizeof block, in) == sizeof block, "read the seal");
+    if (in) fclose(in);
+    CHECK(strncmp(block, "hone-h5-seal 1\nsha256 ", 22) == 0, "the file starts with its seal");
+    f = reopen(path);
+    hn_h5_close(f);
+
+    long size = file_size(path);
+    const long spots[4] = {600, size / 2, size - 1, 30}; /* data, metadata, last byte, seal */
+    for (int i = 0; i < 4; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "flipped%d.h5", i);
+        copy_prefix(path, tpath(copy, name), size);
+        flip_byte(copy, spots[i]);
+        expect_open_fails(copy, "one flipped byte", i == 3 ? NULL : "SHA-256 does not match");
+    }
+    copy_prefix(path, tpath(copy, "appended.h5"), size);
+    FILE* app = fopen(copy, "ab");
+    if (app) {
+        fputc(0, app);
+        fclose(app);
+    }
+    expect_open_fails(copy, "a byte appended", "bytes follow its seal");
+    /* a seal that claims the file is another one's */
+    copy_prefix(path, tpath(copy, "blank_seal.h5"), size);
+    FILE* w = fopen(copy, "r+b");
+    if (w) {
+        char zeros[512] = {0};
+        fwrite(zeros, 1, sizeof zeros, w);
+        fclose(w);
+    }
+    expect_open_fails(copy, "a wiped seal", "no seal");
+    hn_h5_allow_unverified(1);
+    f = hn_h5_open(copy);
+    CHECK(f != NULL, "a wiped seal opens with allow_unverified: %s", hn_error_message());
+    float back[4096];
+    CHECK(f && hn_h5_read(f, "/a", HN_H5_F32, back, 4096) == HN_OK && back[4095] == 4095.0f,
+          "and reads: %s", hn_error_message());
+    hn_h5_close(f);
+    hn_h5_allow_unverified(0);
 }
 
 /* a file made with raw HDF5 holding what hone never writes but may meet */
@@ -627,7 +700,10 @@ static void test_foreign_types_read_or_fail_clearly(void) {
     char path[1024];
     tpath(path, "foreign.h5");
     write_foreign(path);
+    expect_open_fails(path, "a file hone did not write", "no seal");
+    hn_h5_allow_unverified(1);
     HnH5* f = reopen(path);
+    hn_h5_allow_unverified(0);
     if (!f) return;
     char* s = NULL;
     CHECK(hn_h5_read_attr_str(f, "/", "fixed", &s) == HN_OK && s && !strcmp(s, "byte"),
@@ -728,7 +804,9 @@ static void test_hostile_requests_fail_with_one_line(void) {
     expect_fail(hn_h5_read(NULL, "/x", HN_H5_F32, fl, 1), "NULL handle", NULL);
     hn_h5_close(f);
 
+    hn_h5_allow_unverified(1);
     f = reopen(foreign);
+    hn_h5_allow_unverified(0);
     if (!f) return;
     HnH5Type ty;
     expect_fail(hn_h5_dtype(f, "/f64", &ty), "f64 dtype", "unsupported dtype float64");
@@ -846,6 +924,7 @@ int main(void) {
     test_foreign_types_read_or_fail_clearly();
     run_silenced(test_failed_commits_leave_nothing_behind);
     run_silenced(test_truncated_files_fail_cleanly);
+    test_seal_catches_any_change();
     run_silenced(test_hostile_requests_fail_with_one_line);
     write_interop();
     if (!hn_test_failed) remove_scratch();
