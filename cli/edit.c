@@ -189,6 +189,54 @@ static int strings_of(const cJSON* a, const char** out, int* n, const char* what
     return HN_OK;
 }
 
+/* one line of a requests file into q (its strings point into *j, which the caller frees) */
+static int parse_request(const char* path, long lineno, const char* line, cJSON** j, Request* q) {
+    memset(q, 0, sizeof *q);
+    *j = cJSON_Parse(line);
+    if (!*j) return hn_error("%s:%ld: not valid JSON", path, lineno);
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(*j, "subject"),
+                *p = cJSON_GetObjectItemCaseSensitive(*j, "prompt"),
+                *t = cJSON_GetObjectItemCaseSensitive(*j, "target"),
+                *tr = cJSON_GetObjectItemCaseSensitive(*j, "true");
+    if (!cJSON_IsObject(*j)) return hn_error("%s:%ld: not a JSON object", path, lineno);
+    if (!cJSON_IsString(s) || !cJSON_IsString(p) || !cJSON_IsString(t))
+        return hn_error("%s:%ld: needs strings \"subject\", \"prompt\" and \"target\"", path,
+                        lineno);
+    q->r.subject = s->valuestring;
+    q->r.prompt = p->valuestring;
+    q->r.target = t->valuestring;
+    q->truth = cJSON_IsString(tr) ? tr->valuestring : NULL;
+    if (strings_of(cJSON_GetObjectItemCaseSensitive(*j, "paraphrases"), q->para, &q->npara,
+                   "paraphrases", lineno) != HN_OK)
+        return HN_ERR;
+    return strings_of(cJSON_GetObjectItemCaseSensitive(*j, "neighborhood"), q->neigh, &q->nneigh,
+                      "neighborhood", lineno);
+}
+
+/* every line of a requests file parsed once before the minutes of the covariance pass, so
+ * a bad file fails at once; HN_ERR names the first bad line */
+static int check_requests(const char* path) {
+    FILE* f = fopen(path, "r");
+    if (!f) return hn_error("cannot read %s", path);
+    char line[16384];
+    long lineno = 0;
+    int n = 0, rc = HN_OK;
+    while (rc == HN_OK && fgets(line, sizeof line, f)) {
+        lineno++;
+        if (strspn(line, " \t\r\n") == strlen(line)) continue;
+        if (!strchr(line, '\n') && !feof(f))
+            rc = hn_error("%s:%ld: a line longer than %zu bytes", path, lineno, sizeof line - 1);
+        cJSON* j = NULL;
+        Request q;
+        if (rc == HN_OK) rc = parse_request(path, lineno, line, &j, &q);
+        cJSON_Delete(j);
+        n++;
+    }
+    fclose(f);
+    if (rc == HN_OK && n == 0) rc = hn_error("%s holds no request", path);
+    return rc;
+}
+
 static int run_requests(HnEditor* e, const char* path, const HnEditOptions* o, const char* json) {
     FILE* f = fopen(path, "r");
     if (!f) return hn_error("cannot read %s", path);
@@ -201,29 +249,9 @@ static int run_requests(HnEditor* e, const char* path, const HnEditOptions* o, c
     while (rc == HN_OK && fgets(line, sizeof line, f)) {
         lineno++;
         if (strspn(line, " \t\r\n") == strlen(line)) continue;
-        cJSON* j = cJSON_Parse(line);
+        cJSON* j = NULL;
         Request q;
-        memset(&q, 0, sizeof q);
-        const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "subject"),
-                    *p = cJSON_GetObjectItemCaseSensitive(j, "prompt"),
-                    *t = cJSON_GetObjectItemCaseSensitive(j, "target"),
-                    *tr = cJSON_GetObjectItemCaseSensitive(j, "true");
-        if (!cJSON_IsObject(j))
-            rc = hn_error("%s:%ld: not a JSON object", path, lineno);
-        else if (!cJSON_IsString(s) || !cJSON_IsString(p) || !cJSON_IsString(t))
-            rc = hn_error("%s:%ld: needs strings \"subject\", \"prompt\" and \"target\"", path,
-                          lineno);
-        if (rc == HN_OK) {
-            q.r.subject = s->valuestring;
-            q.r.prompt = p->valuestring;
-            q.r.target = t->valuestring;
-            q.truth = cJSON_IsString(tr) ? tr->valuestring : NULL;
-            rc = strings_of(cJSON_GetObjectItemCaseSensitive(j, "paraphrases"), q.para, &q.npara,
-                            "paraphrases", lineno);
-        }
-        if (rc == HN_OK)
-            rc = strings_of(cJSON_GetObjectItemCaseSensitive(j, "neighborhood"), q.neigh, &q.nneigh,
-                            "neighborhood", lineno);
+        rc = parse_request(path, lineno, line, &j, &q);
         Result res;
         if (rc == HN_OK) rc = run_one(e, &q, o, &res);
         if (rc == HN_OK) {
@@ -385,6 +413,7 @@ int hn_cmd_edit(int argc, char** argv) {
         }
     }
 
+    if (requests && check_requests(requests) != HN_OK) return fail();
     HnEditor e;
     HnEditOptions o;
     int np = prefixes >= 0 ? (int)prefixes : 10;

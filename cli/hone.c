@@ -45,8 +45,9 @@ static const char* TRAIN_HELP =
     "\n"
     "  --set key=value   override one config key (repeatable)\n"
     "  --resume auto     continue from RUN/latest.h5 if it exists (else start fresh)\n"
-    "  --resume PATH     continue from that checkpoint; only steps, logging, evaluation and\n"
-    "                    saving keys may differ from its config\n"
+    "  --resume PATH     continue from that checkpoint; only steps, logging, evaluation,\n"
+    "                    saving, guard (train.max_bad_steps, spike_factor) and optim.lr/clip\n"
+    "                    keys may differ from its config\n"
     "  --stop-at N       stop after step N with a checkpoint, as if interrupted\n"
     "  --help-config     print every config key with its default and meaning (Markdown)\n";
 

@@ -168,6 +168,14 @@ static const Key KEYS[] = {
     KEY(train, save_dtype, KEY_STR, "f32", "f32|bf16",
         "weights in checkpoints; only f32 resumes bit-exactly"),
     KEY(train, deflate, KEY_INT, "1", NULL, "zlib level of checkpoint datasets, 0 (off) to 9"),
+    KEY(train, max_bad_steps, KEY_INT, "8", NULL,
+        "steps skipped for a non-finite loss or gradient norm (no update; counted over the "
+        "whole run, resumes included) before the run saves the last good state and stops with "
+        "an error; 0 = stop at the first"),
+    KEY(train, spike_factor, KEY_FLOAT, "2", NULL,
+        "report a loss spike (a warning, \"spike\" in metrics.jsonl) when a step's loss exceeds "
+        "this multiple of the recent mean (a moving average over about 10 steps, which the "
+        "first 10 steps of a run or a resume only build); 0 = off"),
 
     KEY(dist, zero, KEY_INT, "0", NULL,
         "several ranks (mpirun / srun): 1 = ZeRO-1, each rank keeps the AdamW moments of its "
@@ -403,10 +411,42 @@ static int parse_bool(const Key* k, const char* text, int* out, const char* loc)
                 shown(text, s));
 }
 
+/* 1 if s is UTF-8 that a written config (YAML, double-quoted) gives back unchanged: no
+ * invalid or overlong sequence, surrogate, C1 control, line or paragraph separator (YAML
+ * would fold them), U+FFFE or U+FFFF; C0 controls are fine, the writer escapes them */
+static int yaml_text(const unsigned char* s) {
+    while (*s) {
+        unsigned c = *s;
+        int len = c < 0x80             ? 1
+                  : (c & 0xE0) == 0xC0 ? 2
+                  : (c & 0xF0) == 0xE0 ? 3
+                  : (c & 0xF8) == 0xF0 ? 4
+                                       : 0;
+        if (!len) return 0;
+        unsigned cp = len == 1 ? c : c & (0x7Fu >> len);
+        for (int i = 1; i < len; i++) {
+            if ((s[i] & 0xC0) != 0x80) return 0;
+            cp = cp << 6 | (s[i] & 0x3Fu);
+        }
+        static const unsigned least[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < least[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) ||
+            (cp >= 0x80 && cp <= 0x9F) || cp == 0x2028 || cp == 0x2029 || cp == 0xFFFE ||
+            cp == 0xFFFF)
+            return 0;
+        s += len;
+    }
+    return 1;
+}
+
 static int copy_str(const Key* k, const char* text, char* dst, size_t size, const char* loc) {
     size_t n = strlen(text);
     if (n >= size)
         return fail(loc, "%s: value too long (%zu bytes, at most %zu)", k->name, n, size - 1);
+    if (!yaml_text((const unsigned char*)text))
+        return fail(loc,
+                    "%s: the value is not UTF-8 text a config can hold (invalid UTF-8, or "
+                    "a C1 control or line separator character)",
+                    k->name);
     memcpy(dst, text, n + 1);
     return HN_OK;
 }
@@ -1041,6 +1081,9 @@ int hn_config_validate(const HnConfig* cfg) {
     NEED(cfg->train.deflate >= 0 && cfg->train.deflate <= 9, "train.deflate must be 0..9, got %d",
          cfg->train.deflate);
     NEED(cfg->train.out[0], "train.out is empty: set it to the run folder");
+    NOT_NEGATIVE(cfg->train.max_bad_steps, "train.max_bad_steps");
+    NEED(cfg->train.spike_factor == 0 || cfg->train.spike_factor > 1,
+         "train.spike_factor must be 0 (off) or above 1, got %g", cfg->train.spike_factor);
     return HN_OK;
 }
 

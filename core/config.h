@@ -116,6 +116,8 @@ typedef struct {
         int keep;           /* step checkpoints kept (besides best.h5) */
         char save_dtype[8]; /* f32 | bf16 (weights only; bf16 does not resume bit-exactly) */
         int deflate;        /* zlib level of checkpoint datasets, 0..9 */
+        int max_bad_steps;  /* skipped non-finite steps (run total) before the run stops */
+        float spike_factor; /* report a loss above this multiple of the recent mean; 0 = off */
     } train;
     struct {
         int zero;      /* 1: ZeRO-1, AdamW state sharded across ranks */

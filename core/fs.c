@@ -63,6 +63,21 @@ int hn_file_sha256(const char* path, char hex[65]) {
     return HN_OK;
 }
 
+int hn_write_atomic(const char* path, const char* data, size_t len) {
+    char tmp[PATH_MAX];
+    if (hn_path(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) != HN_OK) return HN_ERR;
+    FILE* f = fopen(tmp, "w");
+    int ok = f && fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (f) ok = fclose(f) == 0 && ok;
+    if (ok) ok = rename(tmp, path) == 0;
+    if (!ok) {
+        int err = errno;
+        unlink(tmp);
+        return hn_error("cannot write %s: %s", path, strerror(err));
+    }
+    return HN_OK;
+}
+
 static int remove_one(const char* path, const struct stat* st, int flag, struct FTW* ftw) {
     (void)st;
     (void)flag;

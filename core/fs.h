@@ -13,6 +13,9 @@ int hn_file_sha256(const char* path, char hex[65]);
 /* a whole file, NUL-terminated (*len bytes before the NUL), to free(); NULL and one error
  * when it cannot be read */
 char* hn_read_file(const char* path, size_t* len);
+/* write path whole or not at all: PATH.tmp.<pid>, fsync, rename (a crash leaves the old
+ * file, or the new one, and perhaps the temporary) */
+int hn_write_atomic(const char* path, const char* data, size_t len);
 /* remove a file or a folder and everything in it (rm -rf); missing is fine */
 int hn_remove_tree(const char* path);
 

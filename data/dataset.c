@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -247,6 +248,18 @@ static inline int shard_token(const HnShard* s, size_t i) {
     return v > (uint32_t)INT32_MAX ? -1 : (int)v;
 }
 
+/* every id below the vocabulary, checked once at open (a pass over the mapped shard) so a
+ * bad id stops a run before it starts, not hours in when its window comes up */
+static int shard_check_ids(const HnShard* s, int vocab) {
+    for (size_t i = 0; i < s->ntok; i++) {
+        int id = shard_token(s, i);
+        if (id < 0 || id >= vocab)
+            return hn_error("%s: token %d at position %zu is out of range for a vocabulary of %d",
+                            s->path, id, i, vocab);
+    }
+    return HN_OK;
+}
+
 static size_t shard_windows(const HnShard* s, int T) {
     return s->ntok ? (s->ntok - 1) / (size_t)T : 0;
 }
@@ -291,9 +304,10 @@ static int start_epoch(HnLoader* ld) {
     return enter_shard(ld);
 }
 
-int hn_loader_open(HnLoader* ld, const char* pattern, int B, int T, int vocab, int shuffle,
-                   uint64_t seed) {
-    memset(ld, 0, sizeof *ld);
+static int loader_open(HnLoader* ld, const char* pattern, int B, int T, int vocab, int shuffle,
+                       uint64_t seed) {
+    if (B < 1 || T < 1 || vocab < 1)
+        return hn_error("internal: a loader of batch %d, sequence %d, vocabulary %d", B, T, vocab);
     ld->B = B;
     ld->T = T;
     ld->vocab = vocab;
@@ -313,7 +327,8 @@ int hn_loader_open(HnLoader* ld, const char* pattern, int B, int T, int vocab, i
     }
     for (size_t i = 0; i < g.gl_pathc; i++) {
         ld->nshards++;
-        if (shard_open(&ld->shards[i], g.gl_pathv[i]) != HN_OK) {
+        if (shard_open(&ld->shards[i], g.gl_pathv[i]) != HN_OK ||
+            (vocab < INT_MAX && shard_check_ids(&ld->shards[i], vocab) != HN_OK)) {
             globfree(&g);
             return HN_ERR;
         }
@@ -324,6 +339,22 @@ int hn_loader_open(HnLoader* ld, const char* pattern, int B, int T, int vocab, i
             "'%s' has no sequence of %d tokens (seq %d + 1): the data is too small for data.seq",
             pattern, T + 1, T);
     return start_epoch(ld);
+}
+
+int hn_loader_open(HnLoader* ld, const char* pattern, int B, int T, int vocab, int shuffle,
+                   uint64_t seed) {
+    memset(ld, 0, sizeof *ld);
+    if (loader_open(ld, pattern, B, T, vocab, shuffle, seed) == HN_OK) return HN_OK;
+    hn_loader_close(ld); /* keeps the error message */
+    return HN_ERR;
+}
+
+int hn_loader_set_vocab(HnLoader* ld, int vocab) {
+    if (vocab < 1) return hn_error("internal: a vocabulary of %d", vocab);
+    for (int i = 0; i < ld->nshards; i++)
+        if (shard_check_ids(&ld->shards[i], vocab) != HN_OK) return HN_ERR;
+    ld->vocab = vocab;
+    return HN_OK;
 }
 
 void hn_loader_close(HnLoader* ld) {
@@ -420,18 +451,26 @@ int hn_loader_set_cursor(HnLoader* ld, int epoch, int shard_pos, int64_t window_
                         nshards, ld->nshards);
     if (shard_pos < 0 || shard_pos >= nshards || epoch < 0 || window_pos < 0)
         return hn_error("the checkpoint's data cursor is out of range");
-    for (int i = 0; i < nshards; i++) {
-        if (shard_order[i] < 0 || shard_order[i] >= nshards)
-            return hn_error("the checkpoint's shard order is out of range");
-        ld->shard_order[i] = shard_order[i];
+    /* everything is checked before the loader changes, so a refused cursor leaves it as it
+     * was: the order must be a permutation, the position inside its shard */
+    unsigned char* seen = calloc((size_t)nshards, 1);
+    if (!seen) return hn_error("out of memory");
+    int bad = 0;
+    for (int i = 0; i < nshards && !bad; i++) {
+        bad = shard_order[i] < 0 || shard_order[i] >= nshards || seen[shard_order[i]];
+        if (!bad) seen[shard_order[i]] = 1;
     }
+    free(seen);
+    if (bad) return hn_error("the checkpoint's shard order is not an order of %d shards", nshards);
+    if ((size_t)window_pos > shard_windows(&ld->shards[shard_order[shard_pos]], ld->T))
+        return hn_error(
+            "the checkpoint's data cursor is past the end of its shard (did the data change?)");
+    for (int i = 0; i < nshards; i++)
+        ld->shard_order[i] = shard_order[i];
     ld->epoch = epoch;
     ld->shard_pos = shard_pos;
     ld->rng = *rng_at_shard;
     if (enter_shard(ld) != HN_OK) return HN_ERR;
-    if ((size_t)window_pos > ld->nwindows)
-        return hn_error(
-            "the checkpoint's data cursor is past the end of its shard (did the data change?)");
     ld->window_pos = (size_t)window_pos;
     return HN_OK;
 }

@@ -92,13 +92,18 @@ typedef struct {
     size_t nwindows;
 } HnLoader;
 
-/* open every shard matching the glob pattern; each is checked (magic, version, size) */
+/* open every shard matching the glob pattern; each is checked (magic, version, size, and
+ * every token id below vocab unless vocab is INT_MAX). On error nothing stays open (hn_loader_close is then a no-op) */
 int hn_loader_open(HnLoader* ld, const char* pattern, int B, int T, int vocab, int shuffle,
                    uint64_t seed);
 void hn_loader_close(HnLoader* ld);
 /* the next B windows: tokens (B,T) and targets (B,T); moves to the next shard and epoch as
  * needed. HN_ERR on a token id out of range, naming the shard and position. */
 int hn_loader_next(HnLoader* ld, int* tokens, int* targets);
+/* the vocabulary, when it is known only after the loader opened (vocab INT_MAX there, as
+ * the trainer does: the shards come first so that their errors are the ones reported):
+ * every token of every shard is checked against it, as hn_loader_open checks them */
+int hn_loader_set_vocab(HnLoader* ld, int vocab);
 /* read every shard's document index (HN_ERR naming a shard without one), so that
  * hn_loader_next_docs can give positions */
 int hn_loader_use_docs(HnLoader* ld);

@@ -28,10 +28,11 @@ static void rows_free(Rows* r) {
     memset(r, 0, sizeof *r);
 }
 
+/* the product of the dims, or -1 when a dim is negative or the product overflows */
 static int64_t numel_of(int ndim, const int64_t* shape) {
     int64_t n = 1;
     for (int d = 0; d < ndim; d++)
-        n *= shape[d];
+        if (shape[d] < 0 || __builtin_mul_overflow(n, shape[d], &n)) return -1;
     return n;
 }
 

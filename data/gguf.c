@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/checked.h"
 #include "core/error.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -398,11 +399,10 @@ static int parse_tensor_info(Cursor* c, HnGgufTensor* t, uint64_t* offset) {
         if (dim == 0 || dim > INT64_MAX)
             return hn_error("%s: tensor '%s': dimension %d is %llu, not a positive int64",
                             c->g->path, name, d, (unsigned long long)dim);
-        if (dim > SIZE_MAX / numel)
+        if (hn_mul_overflow(numel, (size_t)dim, &numel))
             return hn_error("%s: tensor '%s': the element count of its shape overflows", c->g->path,
                             name);
         t->dims[d] = (int64_t)dim;
-        numel *= (size_t)dim;
     }
     for (int d = t->ndim; d < GGUF_MAX_DIMS; d++)
         t->dims[d] = 1;
@@ -428,9 +428,8 @@ static int place_tensor(const HnGguf* g, HnGgufTensor* t, uint64_t offset,
             return hn_error("%s: tensor '%s' is %s with rows of %lld, not a multiple of its "
                             "%zu-element block",
                             g->path, name, ggml_types[k].name, (long long)t->dims[0], block);
-        if (t->numel / block > SIZE_MAX / bytes)
+        if (hn_mul_overflow(t->numel / block, bytes, &t->nbytes))
             return hn_error("%s: tensor '%s': its byte size overflows", g->path, name);
-        t->nbytes = t->numel / block * bytes;
     }
     if (offset % g->alignment != 0)
         return hn_error("%s: tensor '%s' has offset %llu, not a multiple of the alignment %zu",

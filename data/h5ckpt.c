@@ -11,9 +11,12 @@
 
 #include <openssl/evp.h>
 
+#include "core/checked.h"
 #include "core/error.h"
 
 #define PATH_LEN (HN_NAME_MAX + 32)
+/* the most elements one row can have (64 GiB of floats): a larger shape is damage */
+#define HN_CKPT_MAX_ROW ((size_t)1 << 34)
 
 /* does the selection take row r, and where does it lie in its buffer */
 static int selected(const HnParamRow* r, HnRowSel sel, size_t* at) {
@@ -174,12 +177,14 @@ static int read_row(HnH5* f, const char* group, const HnParamRow* r, float* dst,
         return hn_h5_read(f, path, HN_H5_F32, dst, r->mask_k);
     }
     if (!same) {
-        char want[64], got[64];
-        int a = 0, b = 0;
-        for (int d = 0; d < r->ndim; d++)
-            a += snprintf(want + a, sizeof want - a, d ? "x%d" : "%d", r->shape[d]);
-        for (int d = 0; d < ndim && d < 4; d++)
-            b += snprintf(got + b, sizeof got - b, d ? "x%lld" : "%lld", (long long)shape[d]);
+        /* room for 8 dims of 20 characters: the file's dims can be any int64 */
+        char want[176], got[176];
+        size_t a = 0, b = 0;
+        for (int d = 0; d < r->ndim && a < sizeof want; d++)
+            a += (size_t)snprintf(want + a, sizeof want - a, d ? "x%d" : "%d", r->shape[d]);
+        for (int d = 0; d < ndim && b < sizeof got; d++)
+            b += (size_t)snprintf(got + b, sizeof got - b, d ? "x%lld" : "%lld",
+                                  (long long)shape[d]);
         if (ndim == 0) snprintf(got, sizeof got, "scalar");
         return hn_error("%s: row %s has shape %s, the config needs %s", hn_h5_path(f), path, got,
                         want);
@@ -358,16 +363,11 @@ int hn_ckpt_model_sha256(HnH5* f, char hex[65]) {
         int64_t shape[8] = {0};
         snprintf(path, sizeof path, "/model/%s", names[i]);
         if ((rc = hn_h5_shape(f, path, &ndim, shape)) != HN_OK) break;
-        size_t numel = 1;
-        for (int d = 0; d < ndim; d++) {
-            if (shape[d] < 0 || shape[d] > ((int64_t)1 << 34) ||
-                (shape[d] && numel > ((size_t)1 << 34) / (size_t)shape[d])) {
-                rc = hn_error("%s: %s has an implausible shape", hn_h5_path(f), path);
-                break;
-            }
-            numel *= (size_t)shape[d];
+        size_t numel;
+        if (hn_numel_overflow(shape, ndim, &numel) || numel > HN_CKPT_MAX_ROW) {
+            rc = hn_error("%s: %s has an implausible shape", hn_h5_path(f), path);
+            break;
         }
-        if (rc != HN_OK) break;
         float* grown = realloc(buf, (numel ? numel : 1) * sizeof(float));
         if (!grown) {
             rc = hn_error("out of memory");
@@ -396,7 +396,7 @@ int hn_ckpt_model_sha256(HnH5* f, char hex[65]) {
 }
 
 /* the base a frozen-base checkpoint names, opened and checked against the hash it recorded;
- * *base stays NULL for a checkpoint that holds its whole model */
+ * *base stays NULL for a checkpoint that holds its whole model, and on error */
 int hn_ckpt_open_base(HnH5* f, const char* path, HnH5** base) {
     *base = NULL;
     char *file = NULL, *sha = NULL, *text = NULL, hex[65];
@@ -414,6 +414,10 @@ int hn_ckpt_open_base(HnH5* f, const char* path, HnH5** base) {
         rc = hn_error("%s was trained on a different %s (SHA-256 of its weights %.12s..., now "
                       "%.12s...) — evaluate it on the base it was trained on",
                       path, file, sha, hex);
+    if (rc != HN_OK && *base) { /* a base that fails its check is not handed out */
+        hn_h5_close(*base);
+        *base = NULL;
+    }
     free(file);
     free(sha);
     return rc;

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/checked.h"
 #include "core/error.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -100,7 +101,7 @@ static int parse_shape(const HnSafetensors* st, const char* name, const cJSON* i
                         HN_ST_MAX_RANK);
     t->rank = 0;
     size_t numel = 1;
-    int overflow = 0;
+    int zero = 0, overflow = 0;
     const cJSON* dim;
     cJSON_ArrayForEach(dim, item) {
         uint64_t d;
@@ -108,15 +109,15 @@ static int parse_shape(const HnSafetensors* st, const char* name, const cJSON* i
             return hn_error("%s: tensor '%s': shape entry %d is not a non-negative integer",
                             st->path, name, t->rank);
         t->shape[t->rank++] = (int64_t)d;
-        /* a later zero makes the product 0, so an overflow only counts at the end */
+        /* a zero anywhere makes the count 0, so an overflow only counts without one */
         if (d == 0)
-            numel = 0;
-        else if (numel != 0 && numel > SIZE_MAX / d)
-            overflow = 1;
-        else
-            numel *= (size_t)d;
+            zero = 1;
+        else if (!overflow)
+            overflow = hn_mul_overflow(numel, (size_t)d, &numel);
     }
-    if (overflow && numel != 0)
+    if (zero)
+        numel = 0;
+    else if (overflow)
         return hn_error("%s: tensor '%s': the element count of its shape overflows", st->path,
                         name);
     t->numel = numel;
@@ -131,16 +132,19 @@ static int parse_offsets(const HnSafetensors* st, const char* name, const cJSON*
         return hn_error("%s: tensor '%s': \"data_offsets\" is not [begin, end] of "
                         "non-negative integers",
                         st->path, name);
-    if (begin > end || end > st->data_size)
+    if (begin > end)
+        return hn_error("%s: tensor '%s': data_offsets [%llu, %llu] begin after they end", st->path,
+                        name, (unsigned long long)begin, (unsigned long long)end);
+    if (end > st->data_size)
         return hn_error("%s: tensor '%s': data_offsets [%llu, %llu] lie outside the %zu data "
                         "bytes of the file",
                         st->path, name, (unsigned long long)begin, (unsigned long long)end,
                         st->data_size);
-    size_t elem = dtype_size(e->info.dtype);
-    if (e->info.numel > SIZE_MAX / elem)
+    size_t elem = dtype_size(e->info.dtype), bytes;
+    if (hn_mul_overflow(e->info.numel, elem, &bytes))
         return hn_error("%s: tensor '%s': the byte size of its %zu elements overflows", st->path,
                         name, e->info.numel);
-    if (end - begin != e->info.numel * elem)
+    if (end - begin != bytes)
         return hn_error("%s: tensor '%s': data_offsets [%llu, %llu] hold %llu bytes, but %zu "
                         "elements of %s need %zu x %zu",
                         st->path, name, (unsigned long long)begin, (unsigned long long)end,
@@ -179,6 +183,30 @@ static int compare_entries(const void* a, const void* b) {
     return strcmp((*(Entry* const*)a)->info.name, (*(Entry* const*)b)->info.name);
 }
 
+static int compare_begins(const void* a, const void* b) {
+    size_t x = (*(Entry*const*)a)->begin, y = (*(Entry*const*)b)->begin;
+    return (x > y) - (x < y);
+}
+
+/* two tensors on the same bytes would alias each other (a write to one changes the other);
+ * safetensors' own reader refuses such files too */
+static int check_no_overlap(const HnSafetensors* st) {
+    Entry** by_begin = malloc(((size_t)st->n + 1) * sizeof *by_begin);
+    if (!by_begin) return hn_error("%s: out of memory", st->path);
+    memcpy(by_begin, st->by_name, (size_t)st->n * sizeof *by_begin);
+    qsort(by_begin, (size_t)st->n, sizeof *by_begin, compare_begins);
+    int rc = HN_OK;
+    for (int i = 1; rc == HN_OK && i < st->n; i++) {
+        const Entry *a = by_begin[i - 1], *b = by_begin[i];
+        size_t a_end = a->begin + a->info.numel * dtype_size(a->info.dtype);
+        if (b->begin < a_end && b->info.numel > 0)
+            rc = hn_error("%s: tensors '%s' and '%s' share bytes (data_offsets overlap at %zu)",
+                          st->path, a->info.name, b->info.name, b->begin);
+    }
+    free(by_begin);
+    return rc;
+}
+
 static int parse_header(HnSafetensors* st, const char* text, size_t len) {
     const char* end = NULL;
     st->header = cJSON_ParseWithLengthOpts(text, len, &end, 0);
@@ -215,7 +243,7 @@ static int parse_header(HnSafetensors* st, const char* text, size_t len) {
             return hn_error("%s: tensor '%s' appears twice in the header", st->path,
                             st->by_name[i]->info.name);
     }
-    return HN_OK;
+    return check_no_overlap(st);
 }
 
 static int map_file(HnSafetensors* st) {

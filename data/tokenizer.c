@@ -911,6 +911,13 @@ static int pre_by_name(const char* source, const char* s, size_t n, int* pre) {
 
 /* ---- GPT-2's files: encoder.json and vocab.bpe ---- */
 
+/* an integer an id can be: 1 and *out, or 0 */
+static int json_int(const cJSON* v, long long* out) {
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= -1e15 && v->valuedouble <= 1e15)) return 0;
+    *out = (long long)v->valuedouble;
+    return v->valuedouble == (double)*out;
+}
+
 /* text as JSON, or NULL with an error naming the line where it stops being JSON */
 static cJSON* parse_json(const char* name, const char* text, size_t len) {
     const char* end = NULL;
@@ -934,13 +941,14 @@ static int load_encoder(Builder* b, const char* path, const char* text, size_t l
     const cJSON* it;
     cJSON_ArrayForEach(it, root) {
         if (rc != HN_OK) break;
-        double v = it->valuedouble;
+        long long id;
         if (!cJSON_IsNumber(it))
             rc = hn_error("%s: token \"%.40s\" has an id that is not a number", path, it->string);
-        else if (v != (double)(long long)v)
-            rc = hn_error("%s: token \"%.40s\" has id %g, not an integer", path, it->string, v);
+        else if (!json_int(it, &id))
+            rc = hn_error("%s: token \"%.40s\" has id %g, not an integer an id can be", path,
+                          it->string, it->valuedouble);
         else
-            rc = builder_token(b, (long long)v, it->string, strlen(it->string),
+            rc = builder_token(b, id, it->string, strlen(it->string),
                                strcmp(it->string, hn_eos_text) == 0);
     }
     cJSON_Delete(root);
@@ -1140,13 +1148,6 @@ HnTokenizer* hn_tokenizer_from_gguf(const HnGguf* g) {
 
 static const cJSON* json_get(const cJSON* obj, const char* key) {
     return cJSON_GetObjectItemCaseSensitive(obj, key);
-}
-
-/* an integer an id can be: 1 and *out, or 0 */
-static int json_int(const cJSON* v, long long* out) {
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= -1e15 && v->valuedouble <= 1e15)) return 0;
-    *out = (long long)v->valuedouble;
-    return v->valuedouble == (double)*out;
 }
 
 static int json_absent(const cJSON* v) {

@@ -439,6 +439,11 @@ static int task_ppl(HnEvalModel* m, const HnTokenizer* tok, const char* path, Hn
     int rc;
     if (is_shard(buf, len)) {
         rc = shard_ids(path, buf, len, &ids); /* scored as they are: no BOS added */
+    } else if (memchr(buf, 0, len)) {
+        /* text never holds NUL bytes: a damaged shard is not scored as text */
+        rc = hn_error("%s: neither a token shard (its first int32 is not the magic %d) nor "
+                      "text (it holds NUL bytes)",
+                      path, HN_SHARD_MAGIC);
     } else if (!tok) {
         rc = hn_error("%s is text but the checkpoint has no tokenizer: give a token shard (.bin)",
                       path);

@@ -708,7 +708,7 @@ int hn_export_gguf(const char* ckpt, const char* out, HnGgufDtype dtype, int for
                       ckpt, s.tok ? hn_tokenizer_name(s.tok) : "none");
     HnGgufWriter* w = rc == HN_OK ? hn_gguf_writer_new() : NULL;
     if (rc == HN_OK && !w) rc = HN_ERR;
-    const int HS = c->C / c->NH;
+    const int HS = rc == HN_OK ? c->C / c->NH : 0; /* c is zeroed when the load failed */
     const char* slash = strrchr(ckpt, '/');
     const char* base = slash ? slash + 1 : ckpt;
     static const int file_type[] = {0, 1, 7}; /* llama.cpp: ALL_F32, MOSTLY_F16, MOSTLY_Q8_0 */

@@ -9,6 +9,16 @@
  * half-written. A resume restores parameters, AdamW moments and step, and the data cursor,
  * so the rest of the run is bit-identical to an uninterrupted one.
  *
+ * Numerical guards: a step whose loss or global gradient norm is not finite (both are
+ * reduced over the ranks, so every rank decides alike) is skipped: no update, the AdamW
+ * moments and step count t untouched, the gradients zeroed; its batch is consumed and it
+ * counts as a step. The schedule's position is t, the updates taken (as Megatron-LM and
+ * DeepSpeed do on a skipped fp16 step), so each skip shifts the rest of the schedule by one
+ * step. Skips are counted over the whole run as step - t, which a checkpoint holds already,
+ * so a resumed run keeps counting; past train.max_bad_steps the run saves (the parameters
+ * are still those of the last good step) and stops with an error. A finite loss above
+ * train.spike_factor x a moving mean of the recent losses is reported as a spike.
+ *
  * With train.device cuda (or auto where a GPU is visible and the CUDA backend is built) the
  * steps and evaluations run on the device model (train/model_cuda.h), which starts from the
  * host model's initialised or resumed state; the host model and optimizer get the
@@ -162,6 +172,12 @@ typedef struct {
     int *gtok, *gtgt, *gpos;
     size_t zlo, zhi;
     float *zg, *zm, *zv;
+    /* the spike report: a moving mean of the finite losses this process has seen (a resumed
+     * run warms it up again), and how many */
+    double loss_mean;
+    int losses_seen;
+    /* the test hook HONE_TEST_NAN_STEPS (read_nan_steps): steps whose gradient is poisoned */
+    int nan_steps[64], n_nan_steps;
 #ifdef HONE_HAVE_CUDA
     HnCudaModel gpu;
 #endif
@@ -242,11 +258,16 @@ static double evaluate(Run* r, HnLoader* val, int B, int T, int batches, int* to
     return sum / (double)*counted;
 }
 
-/* the keys a resumed run may change: how long, how it reports, evaluates and saves */
+/* the keys a resumed run may change: how long, how it reports, evaluates and saves, its
+ * numerical guards, and the learning rate and clipping, which are how a run that stopped
+ * on non-finite steps goes on from its last good state */
 static const char* const RESUMABLE_KEYS[] = {
-    "train.steps",      "train.log_every", "train.eval_every",    "train.eval_batches",
-    "train.save_every", "train.keep",      "train.sample_tokens", "train.sample_prompt",
-    "train.threads",    "train.out",       "train.deflate",       "data.val",
+    "train.steps",         "train.log_every",     "train.eval_every",
+    "train.eval_batches",  "train.save_every",    "train.keep",
+    "train.sample_tokens", "train.sample_prompt", "train.threads",
+    "train.out",           "train.deflate",       "data.val",
+    "train.max_bad_steps", "train.spike_factor",  "optim.lr",
+    "optim.clip",
 };
 
 /* replace `link_path` by a new link (symbolic or hard) to `target`, atomically */
@@ -381,11 +402,16 @@ static int truncate_metrics(const char* path, int step) {
     fclose(f);
     if (!out) return hn_error("out of memory");
     fclose(out);
-    f = fopen(path, "w");
-    int ok = f && fwrite(kept, 1, klen, f) == klen;
-    if (f) ok = fclose(f) == 0 && ok;
+    /* replaced, not rewritten in place: a kill here must not lose the history */
+    int rc = hn_write_atomic(path, kept, klen);
     free(kept);
-    return ok ? HN_OK : hn_error("cannot rewrite %s", path);
+    return rc;
+}
+
+/* steps skipped for a non-finite loss or gradient norm so far: every step either updates
+ * (t advances) or is skipped */
+static int bad_steps(const Run* r) {
+    return r->step - r->opt.t;
 }
 
 static int resume(Run* r, const char* path) {
@@ -402,7 +428,7 @@ static int resume(Run* r, const char* path) {
         if (key)
             rc = hn_error(
                 "cannot resume from %s: %s differs from the checkpoint's config (only steps, "
-                "logging, evaluation and saving may change)",
+                "logging, evaluation, saving, the guards and optim.lr/clip may change)",
                 path, key);
     }
     int64_t step = 0, tokens = 0, opt_t = 0;
@@ -454,7 +480,11 @@ static int resume(Run* r, const char* path) {
     r->ntokens = tokens;
     r->opt.t = (int)opt_t;
     r->best_val = best;
-    if (r->lead) fprintf(stderr, "resumed from %s at step %d\n", path, r->step);
+    if (r->lead && bad_steps(r) > 0)
+        fprintf(stderr, "resumed from %s at step %d (steps skipped so far: %d)\n", path, r->step,
+                bad_steps(r));
+    else if (r->lead)
+        fprintf(stderr, "resumed from %s at step %d\n", path, r->step);
     return HN_OK;
 }
 
@@ -534,6 +564,10 @@ static int run_setup_with(Run* r, HnH5** base) {
     data_dir_of(cfg->data.train, data_dir, sizeof data_dir);
     HnDataMeta meta;
     int have_meta = hn_data_meta_read(data_dir, &meta) == HN_OK;
+    char meta_path[PATH_MAX];
+    if (!have_meta && hn_path(meta_path, sizeof meta_path, "%s/meta.json", data_dir) == HN_OK &&
+        access(meta_path, F_OK) == 0)
+        return HN_ERR; /* there but malformed: hn_data_meta_read said how */
     if (cfg->model.from[0] && open_base(r, base) != HN_OK) return HN_ERR;
     if (cfg->model.vocab == 0) {
         if (!have_meta)
@@ -550,7 +584,7 @@ static int run_setup_with(Run* r, HnH5** base) {
             return hn_error("model.vocab %d is smaller than the tokenizer's vocabulary %d", V,
                             hn_tokenizer_vocab_size(r->tok));
     }
-    r->train.vocab = V;
+    if (hn_loader_set_vocab(&r->train, V) != HN_OK) return HN_ERR;
 
     int B = cfg->data.batch, T = cfg->data.seq, accum = cfg->optim.accum;
     HnModelConfig mc = hn_model_config_of(cfg);
@@ -683,11 +717,9 @@ static int open_run_files(Run* r, int resumed) {
     if (hn_path(dir, sizeof dir, "%s/ckpt", r->cfg.train.out) != HN_OK) return HN_ERR;
     remove_stale_temporaries(dir);
     remove_stale_temporaries(r->cfg.train.out);
-    if (hn_path(path, sizeof path, "%s/config.yaml", r->cfg.train.out) != HN_OK) return HN_ERR;
-    FILE* f = fopen(path, "w");
-    int ok = f && fputs(r->config_text, f) >= 0;
-    if (f) ok = fclose(f) == 0 && ok;
-    if (!ok) return hn_error("cannot write %s", path);
+    if (hn_path(path, sizeof path, "%s/config.yaml", r->cfg.train.out) != HN_OK ||
+        hn_write_atomic(path, r->config_text, strlen(r->config_text)) != HN_OK)
+        return HN_ERR;
     if (hn_path(path, sizeof path, "%s/metrics.jsonl", r->cfg.train.out) != HN_OK) return HN_ERR;
     if (resumed && truncate_metrics(path, r->step) != HN_OK) return HN_ERR;
     if (!(r->metrics = fopen(path, resumed ? "a" : "w"))) return hn_error("cannot write %s", path);
@@ -698,24 +730,80 @@ static int open_run_files(Run* r, int resumed) {
         nparams += row->numel;
         if (row->trainable) trained += row->mask ? row->mask_k : row->numel;
     }
-    if (hn_path(path, sizeof path, "%s/run.json", r->cfg.train.out) != HN_OK) return HN_ERR;
-    f = fopen(path, "w");
-    ok = f && fprintf(f,
-                      "{\"parameters\":%zu,\"trainable\":%zu,\"optimizer_bytes\":%zu,"
-                      "\"tokens_per_step\":%lld}\n",
-                      nparams, trained, 2 * trained * sizeof(float),
-                      (long long)r->cfg.data.batch * r->cfg.data.seq * r->cfg.optim.accum *
-                          r->world) > 0;
-    if (f) ok = fclose(f) == 0 && ok;
-    if (!ok) return hn_error("cannot write %s", path);
+    char text[256];
+    snprintf(text, sizeof text,
+             "{\"parameters\":%zu,\"trainable\":%zu,\"optimizer_bytes\":%zu,"
+             "\"tokens_per_step\":%lld}\n",
+             nparams, trained, 2 * trained * sizeof(float),
+             (long long)r->cfg.data.batch * r->cfg.data.seq * r->cfg.optim.accum * r->world);
+    if (hn_path(path, sizeof path, "%s/run.json", r->cfg.train.out) != HN_OK ||
+        hn_write_atomic(path, text, strlen(text)) != HN_OK)
+        return HN_ERR;
     return HN_OK;
+}
+
+/* the end of a step whose loss or gradient norm is not finite: no update (parameters,
+ * moments and t stay), the gradients zeroed, the batch consumed; *lr gets the rate the next
+ * update will use */
+static int skip_step(Run* r, size_t tokens, float* lr) {
+#ifdef HONE_HAVE_CUDA
+    if (r->on_gpu && hn_cuda_model_zero_grad(&r->gpu) != HN_OK) return HN_ERR;
+#endif
+    if (!r->on_gpu) memset(r->model.grads, 0, r->model.params.grad_numel * sizeof(float));
+    if (r->zero) memset(r->zg, 0, (r->zhi - r->zlo) * sizeof(float));
+    *lr = hn_optim_lr(&r->opt.cfg, r->opt.t);
+    r->step++;
+    r->ntokens += (int64_t)tokens;
+    return HN_OK;
+}
+
+/* Test hook: HONE_TEST_NAN_STEPS=5,6,9 makes those steps non-finite, as a bad batch or a
+ * diverging run would, so that tests reach the guards (real data cannot be NaN). Read once
+ * per run; the last rank alone poisons, so a run of several ranks shows that one rank's
+ * non-finite value skips the step on every rank. */
+static int read_nan_steps(Run* r) {
+    const char* s = getenv("HONE_TEST_NAN_STEPS");
+    if (!s) return HN_OK;
+    while (*s) {
+        char* end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1 || v > INT_MAX || (*end && *end != ',') ||
+            r->n_nan_steps == (int)(sizeof r->nan_steps / sizeof *r->nan_steps))
+            return hn_error("HONE_TEST_NAN_STEPS (a test hook) must list at most 64 steps, "
+                            "comma-separated: %s",
+                            getenv("HONE_TEST_NAN_STEPS"));
+        r->nan_steps[r->n_nan_steps++] = (int)v;
+        s = *end ? end + 1 : end;
+    }
+    return HN_OK;
+}
+
+/* the hook's poison for the step being taken: NaN in the first trained gradient entry
+ * (before the ranks sum them), or in the loss on the device, whose gradients the host
+ * does not hold */
+static void poison_step(Run* r, double* loss_sum) {
+    int hit = 0;
+    for (int i = 0; i < r->n_nan_steps; i++)
+        hit |= r->nan_steps[i] == r->step + 1;
+    if (!hit || r->rank != r->world - 1) return;
+    if (r->on_gpu) {
+        *loss_sum = NAN;
+        return;
+    }
+    const HnParamTable* t = &r->model.params;
+    for (int i = 0; i < t->n; i++) {
+        const HnParamRow* row = &t->rows[i];
+        if (!row->trainable || (row->mask && !row->mask_k)) continue;
+        r->model.grads[row->goff + (row->mask ? row->mask[0] : 0)] = NAN;
+        return;
+    }
 }
 
 /* ZeRO-1's end of a step: reduce-scatter the gradients, the global norm from the shards,
  * AdamW on this rank's shard, then all-gather the updated entries (through the gradient
  * buffer, in the gradient layout) into every rank's parameters */
 static int zero_step(Run* r, double loss, double* loss_out, double* norm_out, float* lr_out,
-                     size_t tokens) {
+                     int* skipped, size_t tokens) {
     HnParamTable* t = &r->model.params;
     const size_t G = t->grad_numel, k = r->zhi - r->zlo;
     float* g = r->model.grads;
@@ -723,10 +811,9 @@ static int zero_step(Run* r, double loss, double* loss_out, double* norm_out, fl
     double ss = hn_sum_squares(r->zg, k);
     if (hn_dist_sum_doubles(&ss, 1) != HN_OK) return HN_ERR;
     double norm = sqrt(ss);
-    if (!isfinite(loss) || !isfinite(norm))
-        return hn_error("training diverged at step %d (loss %g, gradient norm %g) — lower "
-                        "optim.lr or set optim.clip",
-                        r->step + 1, loss, norm);
+    *loss_out = loss;
+    *norm_out = norm;
+    if ((*skipped = !isfinite(loss) || !isfinite(norm))) return skip_step(r, tokens, lr_out);
     *lr_out = hn_optim_step_range(&r->opt, t, r->zg, r->zm, r->zv, r->zlo, r->zhi, norm);
     for (int i = 0; i < t->n; i++) { /* this rank's updated entries, in the gradient layout */
         const HnParamRow* row = &t->rows[i];
@@ -742,8 +829,6 @@ static int zero_step(Run* r, double loss, double* loss_out, double* norm_out, fl
             memcpy(t->data + row->offset, g + row->goff, row->numel * sizeof(float));
     }
     memset(g, 0, G * sizeof(float));
-    *loss_out = loss;
-    *norm_out = norm;
     r->step++;
     r->ntokens += (int64_t)tokens;
     return HN_OK;
@@ -783,8 +868,9 @@ static int zero_gather_moments(Run* r, float** m, float** v) {
     return HN_OK;
 }
 
-/* one optimizer step: accum micro-batches, clip, AdamW. Returns the step's loss or NAN */
-static int train_step(Run* r, double* loss_out, double* norm_out, float* lr_out) {
+/* one optimizer step: accum micro-batches, clip, AdamW; or, when the loss or the gradient
+ * norm is not finite, a skipped step (*skipped, skip_step) */
+static int train_step(Run* r, double* loss_out, double* norm_out, float* lr_out, int* skipped) {
     const HnConfig* cfg = &r->cfg;
     int B = cfg->data.batch, T = cfg->data.seq, accum = cfg->optim.accum;
     size_t per_micro = (size_t)B * T, counted = 0;
@@ -827,9 +913,10 @@ static int train_step(Run* r, double* loss_out, double* norm_out, float* lr_out)
             return HN_ERR;
         loss_sum += micro_sum;
     }
+    poison_step(r, &loss_sum);
     if (r->world > 1 && hn_dist_sum_doubles(&loss_sum, 1) != HN_OK) return HN_ERR;
     double loss = counted ? loss_sum / (double)counted : 0.0, norm;
-    if (r->zero) return zero_step(r, loss, loss_out, norm_out, lr_out, per_micro * accum);
+    if (r->zero) return zero_step(r, loss, loss_out, norm_out, lr_out, skipped, per_micro * accum);
         /* data parallel: the sum of every rank's gradients (each scaled by 1 / the global count) */
 #ifdef HONE_HAVE_CUDA
     if (r->nccl && hn_dist_nccl_sum(r->gpu.grads, r->model.params.grad_numel) != HN_OK)
@@ -839,16 +926,59 @@ static int train_step(Run* r, double* loss_out, double* norm_out, float* lr_out)
         hn_dist_sum_floats(r->model.grads, r->model.params.grad_numel) != HN_OK)
         return HN_ERR;
     if (model_grad_norm(r, &norm) != HN_OK) return HN_ERR;
-    if (!isfinite(loss) || !isfinite(norm))
-        return hn_error("training diverged at step %d (loss %g, gradient norm %g) — lower "
-                        "optim.lr or set optim.clip",
-                        r->step + 1, loss, norm);
-    if (model_optim_step(r, norm, lr_out) != HN_OK) return HN_ERR;
     *loss_out = loss;
     *norm_out = norm;
+    if ((*skipped = !isfinite(loss) || !isfinite(norm)))
+        return skip_step(r, per_micro * accum, lr_out);
+    if (model_optim_step(r, norm, lr_out) != HN_OK) return HN_ERR;
     r->step++;
     r->ntokens += (int64_t)(per_micro * accum);
     return HN_OK;
+}
+
+/* the spike report: is this finite loss above train.spike_factor x the moving mean of the
+ * losses before it (*mean)? The first SPIKE_WARMUP losses only build the mean, which then
+ * follows every loss, spikes included, so a lasting change of level stops being reported
+ * after a few steps */
+#define SPIKE_WARMUP 10
+#define SPIKE_DECAY 0.9
+static int loss_spike(Run* r, double loss, double* mean) {
+    double factor = r->cfg.train.spike_factor;
+    *mean = r->loss_mean;
+    int spike = factor > 0 && r->losses_seen >= SPIKE_WARMUP && r->loss_mean > 0 &&
+                loss > factor * r->loss_mean;
+    r->loss_mean = r->losses_seen ? SPIKE_DECAY * r->loss_mean + (1 - SPIKE_DECAY) * loss : loss;
+    r->losses_seen++;
+    return spike;
+}
+
+/* what made a skipped step non-finite, for its messages */
+static void bad_value(char* out, size_t n, double loss, double norm) {
+    if (!isfinite(loss))
+        snprintf(out, n, "non-finite loss (%g)", loss);
+    else
+        snprintf(out, n, "non-finite gradient norm (%g)", norm);
+}
+
+/* one more skip than train.max_bad_steps allows: save the last good state (a skipped step
+ * changed nothing) at this step, whose batch is consumed, and stop with the error */
+static int stop_on_bad_steps(Run* r, double loss, double norm) {
+    if (sync_host(r) != HN_OK || save_checkpoint(r, 0) != HN_OK) return HN_ERR;
+    char what[64];
+    bad_value(what, sizeof what, loss, norm);
+    return hn_error("step %d: %s, bad step %d where train.max_bad_steps is %d; the last good "
+                    "state is saved in %s/ckpt/step_%06d.h5 (lower optim.lr or set optim.clip, "
+                    "then --resume auto)",
+                    r->step, what, bad_steps(r), r->cfg.train.max_bad_steps, r->cfg.train.out,
+                    r->step);
+}
+
+/* a JSON number, or null for what JSON cannot hold (nan, inf) */
+static void json_number(char* out, size_t n, const char* fmt, double v) {
+    if (isfinite(v))
+        snprintf(out, n, fmt, v);
+    else
+        snprintf(out, n, "null");
 }
 
 int hn_train_build_masks(const HnConfig* user_cfg, const char* out) {
@@ -958,7 +1088,8 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
         use_gpu = 0;
     }
     r->nccl = use_gpu && (r->world > 1 || strcmp(user_cfg->dist.nccl, "always") == 0);
-    int rc = run_setup(r, user_cfg);
+    int rc = read_nan_steps(r);
+    if (rc == HN_OK) rc = run_setup(r, user_cfg);
     char buf[PATH_MAX];
     const char* from = rc == HN_OK ? resume_path(&r->cfg, opts->resume, buf, sizeof buf) : NULL;
     if (rc == HN_OK && from) rc = resume(r, from);
@@ -1013,33 +1144,63 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
     double t_start = now_s(), t_last = t_start;
     size_t tok_since = 0;
     while (rc == HN_OK && r->step < steps) {
-        double loss = 0, norm = 0;
+        double loss = 0, norm = 0, mean = 0;
         float lr = 0;
-        if ((rc = train_step(r, &loss, &norm, &lr)) != HN_OK) break;
+        int skipped = 0, spike = 0;
+        if ((rc = train_step(r, &loss, &norm, &lr, &skipped)) != HN_OK) break;
         int step = r->step, last = step == steps;
+        int give_up = skipped && bad_steps(r) > cfg->train.max_bad_steps;
         stopped = opts->stop_at > 0 && step == opts->stop_at && !last;
         result->steps_done = step;
-        result->last_loss = loss;
+        if (!skipped) {
+            result->last_loss = loss;
+            spike = loss_spike(r, loss, &mean);
+        }
         tok_since += (size_t)cfg->data.batch * cfg->data.seq * cfg->optim.accum * r->world;
 
-        int log_now = step % cfg->train.log_every == 0 || last;
+        const char* clear = tty ? "\r\033[K" : "";
+        if (r->lead && skipped && !give_up) {
+            char what[64];
+            bad_value(what, sizeof what, loss, norm);
+            fprintf(stderr, "%shone: warning: step %d: %s, step skipped (%d of at most %d)\n",
+                    clear, step, what, bad_steps(r), cfg->train.max_bad_steps);
+        } else if (r->lead && spike) {
+            fprintf(stderr,
+                    "%shone: warning: step %d: loss spike %.4f (%.1fx the recent mean %.4f)\n",
+                    clear, step, loss, loss / mean, mean);
+        }
+        /* skipped steps and spikes always get their metrics record */
+        int log_now = step % cfg->train.log_every == 0 || last || skipped || spike;
         if (r->lead && (log_now || tty)) {
             double t = now_s(), dt = t - t_last, elapsed = t - t_start;
             if (log_now) {
                 result->tokens_per_s = dt > 0 ? tok_since / dt : 0.0;
+                char lossj[32], normj[32], flags[64] = "";
+                json_number(lossj, sizeof lossj, "%.6f", loss);
+                json_number(normj, sizeof normj, "%.6g", norm);
+                if (skipped)
+                    snprintf(flags, sizeof flags, ",\"skipped\":true,\"bad_steps\":%d",
+                             bad_steps(r));
+                else if (spike)
+                    snprintf(flags, sizeof flags, ",\"spike\":true");
                 fprintf(r->metrics,
-                        "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens_per_"
+                        "{\"step\":%d,\"loss\":%s,\"lr\":%.6g,\"grad_norm\":%s%s,\"tokens_per_"
                         "s\":%.1f,\"elapsed_s\":%.3f}\n",
-                        step, loss, lr, norm, result->tokens_per_s, elapsed);
+                        step, lossj, lr, normj, flags, result->tokens_per_s, elapsed);
                 fflush(r->metrics);
                 t_last = t;
                 tok_since = 0;
             }
             char eta[32];
             fmt_duration(eta, sizeof eta, elapsed / (step - first) * (steps - step));
-            fprintf(stderr, "%sstep %d/%d | loss %.4f | lr %.2e | %.0f tok/s | ETA %s%s",
-                    tty ? "\r\033[K" : "", step, steps, loss, lr, result->tokens_per_s, eta,
-                    tty && !last && !stopped ? "" : "\n");
+            if (!skipped) /* a skipped step has had its warning line */
+                fprintf(stderr, "%sstep %d/%d | loss %.4f | lr %.2e | %.0f tok/s | ETA %s%s", clear,
+                        step, steps, loss, lr, result->tokens_per_s, eta,
+                        tty && !last && !stopped ? "" : "\n");
+        }
+        if (give_up) {
+            rc = stop_on_bad_steps(r, loss, norm);
+            break;
         }
         int improved = 0;
         if (r->have_val && r->lead &&
@@ -1057,8 +1218,8 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
             fprintf(r->metrics, "{\"step\":%d,\"val_loss\":%.6f,\"val_tokens\":%zu}\n", step, vl,
                     n);
             fflush(r->metrics);
-            fprintf(stderr, "%sstep %d/%d | val loss %.4f (%zu tokens)\n", tty ? "\r\033[K" : "",
-                    step, steps, vl, n);
+            fprintf(stderr, "%sstep %d/%d | val loss %.4f (%zu tokens)\n", clear, step, steps, vl,
+                    n);
         }
         int save =
             last || stopped || (cfg->train.save_every > 0 && step % cfg->train.save_every == 0);
@@ -1077,7 +1238,9 @@ int hn_train(const HnConfig* user_cfg, const HnTrainOptions* opts, HnTrainResult
     } else if (rc == HN_OK) {
         if (r->step == first && first > 0)
             printf("nothing to do: the checkpoint is at step %d of %d\n", first, steps);
-        printf("trained %d steps: loss %.4f", r->step, result->last_loss);
+        printf("trained %d steps", r->step);
+        if (bad_steps(r) > 0) printf(" (%d skipped: non-finite)", bad_steps(r));
+        printf(": loss %.4f", result->last_loss);
         if (!isnan(result->val_loss))
             printf(", val loss %.4f (perplexity %.2f)", result->val_loss, exp(result->val_loss));
         printf(" -> %s/latest.h5\n", cfg->train.out);

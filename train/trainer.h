@@ -1,6 +1,8 @@
 /*
  * The training loop: data -> micro-batches -> forward/backward -> clip -> AdamW, with
  * progress on stderr, metrics in RUN/metrics.jsonl, validation, and a sample at the end.
+ * A step with a non-finite loss or gradient norm is skipped (up to train.max_bad_steps in
+ * a run), and loss spikes are reported (train.spike_factor).
  */
 #ifndef HONE_TRAINER_H
 #define HONE_TRAINER_H
@@ -9,7 +11,7 @@
 
 typedef struct {
     int steps_done;
-    double last_loss; /* training loss of the last step */
+    double last_loss; /* training loss of the last step that updated (skipped ones do not) */
     double val_loss;  /* NAN when there is no validation data */
     double tokens_per_s;
 } HnTrainResult;

@@ -113,8 +113,10 @@ idx[-1] = f["delta"][r].attrs["numel"] + 5
 del f["delta"][r]["index"]
 f["delta"][r]["index"] = idx.astype(np.uint32)
 PY
-expect_fail "an index out of range" 1 "index\[[0-9]+\] = [0-9]+ is out of range" -- \
+expect_fail "a delta changed after it was written" 1 "bad.h5: damaged: its SHA-256 does not match" -- \
   "$HONE" apply "$BASE" "$WORK/bad.h5" -o "$WORK/bad_out.h5"
+expect_fail "an index out of range" 1 "index\[[0-9]+\] = [0-9]+ is out of range" -- \
+  "$HONE" apply --allow-unverified "$BASE" "$WORK/bad.h5" -o "$WORK/bad_out.h5"
 expect_fail "export over an existing file" 1 "exists — pass --force" -- \
   "$HONE" export "$WORK/ft/latest.h5" --format delta --base "$BASE" -o "$WORK/d.h5"
 expect_fail "apply over an existing file" 1 "exists — pass --force" -- \

@@ -4,6 +4,7 @@
  * window of T+1 tokens exactly once per epoch, never across a shard's end, in an order
  * that depends on the seed alone; its cursor restores the exact continuation.
  */
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,9 +66,16 @@ int main(void) {
     CHECK(tok[0] == 70000 && tgt[0] == 70001 && tok[T] == 70008 && tgt[2 * T - 1] == 70016,
           "uint32 shard read back wrong: %d %d %d", tok[0], tgt[0], tok[T]);
     hn_loader_close(&ld);
-    CHECK(hn_loader_open(&ld, pat, 1, T, 70005, 0, 1) == HN_OK, "%s", hn_error_message());
-    CHECK(hn_loader_next(&ld, tok, tgt) == HN_ERR && strstr(hn_error_message(), "out of range"),
-          "an id >= vocab must be an error: %s", hn_error_message());
+    /* an id >= vocab anywhere in a shard is an error when the loader opens, not when its
+     * window comes up; so is one when the vocabulary is set later */
+    CHECK(hn_loader_open(&ld, pat, 1, T, 70019, 0, 1) == HN_ERR &&
+              strstr(hn_error_message(), "token 70019 at position 19 is out of range"),
+          "an id >= vocab must be an error at open: %s", hn_error_message());
+    CHECK(hn_loader_open(&ld, pat, 1, T, INT_MAX, 0, 1) == HN_OK, "%s", hn_error_message());
+    CHECK(hn_loader_set_vocab(&ld, 70019) == HN_ERR && strstr(hn_error_message(), "position 19"),
+          "an id >= a vocabulary set later must be an error: %s", hn_error_message());
+    CHECK(hn_loader_set_vocab(&ld, 70020) == HN_OK, "%s", hn_error_message());
+    CHECK(hn_loader_next(&ld, tok, tgt) == HN_OK, "%s", hn_error_message());
     hn_loader_close(&ld);
 
     /* one epoch visits each window once: 10 + 6 windows; none crosses a shard's end */
