@@ -352,7 +352,7 @@ int hn_ckpt_model_sha256(HnH5* f, char hex[65]) {
     char** names = NULL;
     int n = 0;
     if (hn_h5_list(f, "/model", &names, &n) != HN_OK) return HN_ERR;
-    qsort(names, (size_t)n, sizeof *names, cmp_names);
+    if (n > 1) qsort(names, (size_t)n, sizeof *names, cmp_names); /* an empty group: NULL */
     EVP_MD_CTX* ctx = EVP_MD_CTX_new();
     int rc =
         ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ? HN_OK : hn_error("OpenSSL: no SHA-256");

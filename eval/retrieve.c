@@ -270,7 +270,7 @@ HnRetriever* hn_retriever_open(const char* dir, int passage_words) {
     Paths paths = {0};
     Pairs pairs = {0};
     int rc = r ? walk(dir, &paths, 0) : hn_error("out of memory");
-    if (rc == HN_OK) qsort(paths.path, paths.n, sizeof *paths.path, cmp_str);
+    if (rc == HN_OK && paths.n) qsort(paths.path, paths.n, sizeof *paths.path, cmp_str);
     size_t total = 0;
     for (size_t i = 0; rc == HN_OK && i < paths.n; i++) {
         size_t n = 0;

@@ -13,13 +13,21 @@ JARGON=/usr/share/doc/jargon-text/jargon.txt.gz
 [ -f "$JARGON" ] || skip_or_fail "$JARGON is missing (apt-get install jargon-text)"
 zcat "$JARGON" | head -c 400000 > "$WORK/cov.txt"
 REQ="$HONE_SOURCE_DIR/tests/fixtures/edit/requests.jsonl"
+n_req=10 want=8
+if [ "${HONE_SANITIZED:-0}" = 1 ]; then
+  # the sanitizer build (scripts/test.sh --sanitize) checks memory, not the method: the
+  # first three requests walk every code path at a third of the time (45 min under ASan for
+  # all ten); the Release build's run of this test keeps the bar of 8 of 10
+  head -3 "$REQ" > "$WORK/req3.jsonl"
+  REQ="$WORK/req3.jsonl" n_req=3 want=2
+fi
 
 "$HONE" edit "$MODEL" --requests "$REQ" --cov-data "$WORK/cov.txt" --cov-tokens 20000 \
   --json "$WORK/edits.json" > "$WORK/out.txt" 2> "$WORK/err.txt"
 [ $? -eq 0 ] && ok || bad "hone edit --requests failed: $(tail -3 "$WORK/err.txt")"
 cat "$WORK/out.txt"
 eff=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["efficacy_top1"])' "$WORK/edits.json" 2>/dev/null)
-[ -n "$eff" ] && [ "$eff" -ge 8 ] && ok || bad "the new object is the top prediction for '$eff' of 10 prompts (want >= 8)"
+[ -n "$eff" ] && [ "$eff" -ge "$want" ] && ok || bad "the new object is the top prediction for '$eff' of $n_req prompts (want >= $want)"
 
 # one edit into a checkpoint, read back by the inference path
 "$HONE" edit "$MODEL" --subject "Eiffel Tower" --prompt "The {} is located in the city of" \

@@ -11,6 +11,10 @@ source "$(dirname "$0")/../cli/lib.sh"
 command -v mpirun >/dev/null || skip_or_fail "mpirun is missing (apt-get install openmpi-bin libopenmpi-dev)"
 "$HONE" train --help 2>&1 | grep -q "This build has MPI" || skip_or_fail "this hone was built without MPI"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+# on the sanitizer build (scripts/test.sh --sanitize), Open MPI's plugins leave allocations
+# that LeakSanitizer cannot attribute (they are unloaded before it reports); leaks are
+# checked on every single-process test instead. ASan's other checks stay on here.
+[ -n "${ASAN_OPTIONS:-}" ] && export ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0"
 MPI=(mpirun -np 2 --oversubscribe --bind-to none --mca btl self,tcp --mca btl_tcp_if_include lo
      --mca oob_tcp_if_include lo)
 CLOSE="$(dirname "$0")/../cli/h5_close.py"

@@ -243,8 +243,17 @@ static int plan_method(HnPeft* p, const Shape* s, const char* method, const HnSt
     return HN_OK;
 }
 
+static int plan_all(HnPeft* p, const HnConfig* cfg);
+
+/* on error nothing stays allocated (hn_peft_free is then a no-op) */
 int hn_peft_plan(HnPeft* p, const HnConfig* cfg) {
     memset(p, 0, sizeof *p);
+    if (plan_all(p, cfg) == HN_OK) return HN_OK;
+    hn_peft_free(p);
+    return HN_ERR;
+}
+
+static int plan_all(HnPeft* p, const HnConfig* cfg) {
     Shape s = shape_of(cfg);
     p->L = s.L;
     p->C = s.C;
