@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "core/params.h"
 #include "data/h5.h"
@@ -30,10 +31,8 @@ static void rows_free(Rows* r) {
 
 /* the product of the dims, or -1 when a dim is negative or the product overflows */
 static int64_t numel_of(int ndim, const int64_t* shape) {
-    int64_t n = 1;
-    for (int d = 0; d < ndim; d++)
-        if (shape[d] < 0 || __builtin_mul_overflow(n, shape[d], &n)) return -1;
-    return n;
+    size_t n;
+    return hn_numel_overflow(shape, ndim, &n) || n > INT64_MAX ? -1 : (int64_t)n;
 }
 
 static void shape_text(char* buf, size_t size, int ndim, const int64_t* shape) {
